@@ -1,0 +1,412 @@
+/*
+ * conn.c -- gust_conn_t: one accepted HTTP connection.
+ *
+ * A connection owns its socket, two evbuffers and three events (read, write,
+ * one timer for whichever deadline applies). It reads, feeds the parser, and
+ * hands each complete request to Lua (lua_request.c), one at a time so that
+ * pipelined requests are answered in order. Output is written at once when
+ * the socket takes it; only the rest waits for EV_WRITE, so a keep-alive
+ * request costs one read and one write.
+ *
+ * Lifetime: `refs` counts the open socket plus every caller that may run Lua
+ * (which can close the connection under it); the memory goes when the last
+ * reference does, never inside a callback that still uses it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "server.h"
+
+/* Bytes read ahead of a request that is still being handled; past this the
+ * connection stops reading until the handler finishes. */
+#define READ_AHEAD_MAX (64 * 1024)
+#define LINGER_SECONDS 2
+/* Output queued by answered pipelined requests before the next is parsed. */
+#define OUTPUT_MAX (1024 * 1024)
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void conn_process(gust_conn_t *c);
+
+void gust_conn_incref(gust_conn_t *c) { c->refs++; }
+
+void gust_conn_decref(gust_conn_t *c) {
+    if (--c->refs > 0)
+        return;
+    gust_http_request_free(&c->req);
+    gust_free(c);
+}
+
+static void set_timer(gust_conn_t *c, const struct timeval *tv) {
+    if (tv)
+        evtimer_add(&c->timer, tv);
+    else
+        evtimer_del(&c->timer);
+}
+
+static void set_reading(gust_conn_t *c, int on) {
+    if (on == c->reading)
+        return;
+    c->reading = on;
+    if (on)
+        event_add(&c->rev, NULL);
+    else
+        event_del(&c->rev);
+}
+
+void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int salen) {
+    gust_server_t *s = l->server;
+    if (s->stopping) {
+        close(fd);
+        return;
+    }
+    gust_conn_t *c = gust_calloc(1, sizeof *c);
+    c->server = s;
+    c->listener = l;
+    l->refs++;
+    c->fd = fd;
+    c->refs = 1;
+    c->state = CONN_IDLE;
+    c->handle_ref = c->flush_ref = LUA_NOREF;
+    gust_http_request_init(&c->req, &l->limits);
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->remote_ip,
+                  sizeof c->remote_ip);
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->remote_ip,
+                  sizeof c->remote_ip);
+    } else {
+        strcpy(c->remote_ip, "unix");
+    }
+    if (sa->sa_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    event_assign(&c->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    evtimer_assign(&c->timer, s->base, on_timer, c);
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    set_reading(c, 1);
+    set_timer(c, l->idle_tv);
+}
+
+/* Wakes the coroutine waiting in req:flush(), if any. */
+static void wake_flusher(gust_conn_t *c, int ok) {
+    if (c->flush_ref == LUA_NOREF)
+        return;
+    gust_run_t run = {c->flush_ref, ok ? GUST_RUN_TRUE : GUST_RUN_ERR, 0, "closed"};
+    c->flush_ref = LUA_NOREF;
+    gust_sched_push(c->server, run);
+}
+
+void gust_conn_close(gust_conn_t *c) {
+    if (c->state == CONN_CLOSED)
+        return;
+    gust_server_t *s = c->server;
+    int in_flight = c->state == CONN_HANDLING && c->handle;
+    c->state = CONN_CLOSED;
+    event_del(&c->rev);
+    event_del(&c->wev);
+    evtimer_del(&c->timer);
+    close(c->fd);
+    c->fd = -1;
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    c->in = c->out = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    /* Tell the handler its client left before its handle goes dead. */
+    if (in_flight) {
+        gust_request_client_left(c);
+        gust_request_invalidate(c);
+    }
+    wake_flusher(c, 0);
+    gust_listener_decref(c->listener);
+    c->listener = NULL;
+    gust_server_conn_gone(s);
+    gust_conn_decref(c);
+}
+
+/* Queues `c` for conn_process() on the next loop iteration. */
+static void schedule(gust_conn_t *c) {
+    if (c->pending || c->state == CONN_CLOSED)
+        return;
+    c->pending = 1;
+    gust_conn_incref(c);
+    c->pending_next = c->server->pending;
+    c->server->pending = c;
+    gust_server_defer(c->server);
+}
+
+void gust_conn_process_pending(gust_server_t *s) {
+    gust_conn_t *list = s->pending;
+    s->pending = NULL;
+    while (list) {
+        gust_conn_t *c = list;
+        list = c->pending_next;
+        c->pending = 0;
+        if (c->state != CONN_CLOSED)
+            conn_process(c);
+        gust_conn_decref(c);
+    }
+}
+
+void gust_conn_write(gust_conn_t *c, const void *data, size_t len) {
+    if (c->state != CONN_CLOSED && len)
+        evbuffer_add(c->out, data, len);
+}
+
+/* Half-closes and waits briefly for the peer's EOF, so that unread input
+ * does not turn our last response into a reset (lingering close). */
+static void linger(gust_conn_t *c) {
+    c->state = CONN_LINGER;
+    shutdown(c->fd, SHUT_WR);
+    set_reading(c, 1);
+    static const struct timeval tv = {LINGER_SECONDS, 0};
+    set_timer(c, &tv);
+}
+
+int gust_conn_send(gust_conn_t *c) {
+    if (c->state == CONN_CLOSED)
+        return 0;
+    while (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EINTR)
+                continue;
+            gust_log(&c->server->log, GUST_LOG_DEBUG, "write to %s: %s", c->remote_ip,
+                     strerror(errno));
+            gust_conn_close(c);
+            return 0;
+        }
+        if (n == 0)
+            break;
+    }
+    if (evbuffer_get_length(c->out) > 0) {
+        if (!c->writing) {
+            c->writing = 1;
+            event_add(&c->wev, NULL);
+        }
+        return 0;
+    }
+    if (c->writing) {
+        c->writing = 0;
+        event_del(&c->wev);
+    }
+    if (c->close_after && c->state != CONN_HANDLING)
+        linger(c);
+    return 1;
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg) {
+    gust_conn_t *c = arg;
+    gust_conn_incref(c);
+    if (gust_conn_send(c)) {
+        wake_flusher(c, 1);
+        if (c->state == CONN_IDLE && !c->close_after) {
+            set_reading(c, 1);
+            if (evbuffer_get_length(c->in) > 0)
+                schedule(c);
+        }
+    }
+    gust_conn_decref(c);
+}
+
+/* Answers a request the parser rejected, then closes. */
+static void reject(gust_conn_t *c, int status, const char *why) {
+    gust_server_t *s = c->server;
+    const char *reason = gust_http_reason(status);
+    gust_log(&s->log, GUST_LOG_INFO, "%d %s from %s: %s", status, reason, c->remote_ip,
+             why ? why : "bad request");
+    char body[128], storage[512];
+    int blen = snprintf(body, sizeof body,
+                        "<html><title>%d: %s</title><body>%d: %s</body></html>", status,
+                        reason, status, reason);
+    const char *date;
+    gust_server_date(s, &date);
+    gust_buf_t b;
+    gust_buf_init(&b, storage, sizeof storage);
+    gust_http_status_line(&b, 1, status, reason, strlen(reason));
+    char len[24];
+    int llen = snprintf(len, sizeof len, "%d", blen);
+    gust_http_header_line(&b, "Server", 6, "gust/" GUST_VERSION, 5 + strlen(GUST_VERSION));
+    gust_http_header_line(&b, "Date", 4, date, GUST_HTTP_DATE_LEN);
+    gust_http_header_line(&b, "Content-Type", 12, "text/html; charset=UTF-8", 24);
+    gust_http_header_line(&b, "Content-Length", 14, len, llen);
+    gust_http_header_line(&b, "Connection", 10, "close", 5);
+    gust_buf_addlit(&b, "\r\n");
+    gust_buf_add(&b, body, blen);
+    gust_conn_write(c, b.p, b.len);
+    gust_buf_free(&b);
+    gust_conn_log_access(c, status, blen);
+    c->close_after = 1;
+    c->state = CONN_IDLE;
+    evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    gust_conn_send(c);
+}
+
+/* Parses what has arrived and dispatches complete requests until one is in
+ * flight, the input runs out, or the connection closes. */
+static void conn_process(gust_conn_t *c) {
+    gust_http_request_t *r = &c->req;
+    gust_listener_t *l = c->listener;
+    while (c->state == CONN_IDLE || c->state == CONN_READING) {
+        if (c->close_after)
+            return; /* a final response is on its way out */
+        if (evbuffer_get_length(c->out) > OUTPUT_MAX) {
+            set_reading(c, 0); /* on_write resumes once the peer reads */
+            return;
+        }
+        size_t avail;
+        while (!r->complete && !r->status && (avail = evbuffer_get_contiguous_space(c->in))) {
+            const char *data = (const char *)evbuffer_pullup(c->in, avail);
+            size_t used = gust_http_request_feed(r, data, avail);
+            evbuffer_drain(c->in, used);
+            if (r->begun && c->state == CONN_IDLE) {
+                c->state = CONN_READING;
+                c->t_start = gust_now();
+                set_timer(c, l->header_tv);
+            }
+            if (r->headers_done && !r->complete && !c->sent_continue) {
+                if (r->expect_continue && !r->status) {
+                    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                    gust_conn_write(c, cont, sizeof cont - 1);
+                    if (!gust_conn_send(c) && c->state == CONN_CLOSED)
+                        return;
+                }
+                c->sent_continue = 1; /* also marks: header deadline passed */
+                set_timer(c, l->body_tv);
+            }
+        }
+        if (r->status) {
+            reject(c, r->status, r->error);
+            return;
+        }
+        if (!r->complete) {
+            if (c->peer_eof)
+                gust_conn_close(c);
+            return;
+        }
+        c->state = CONN_HANDLING;
+        set_timer(c, NULL);
+        if (!c->sent_continue && !c->t_start)
+            c->t_start = gust_now();
+        gust_request_dispatch(c);
+    }
+}
+
+void gust_conn_response_done(gust_conn_t *c, int keep_alive) {
+    if (c->state != CONN_HANDLING)
+        return;
+    gust_request_invalidate(c);
+    if (!keep_alive || c->peer_eof || c->server->stopping)
+        c->close_after = 1;
+    gust_http_request_reset(&c->req, 0);
+    c->started = c->chunked = c->sent_continue = 0;
+    c->t_start = 0;
+    c->state = CONN_IDLE;
+    if (c->close_after) {
+        if (evbuffer_get_length(c->out) == 0)
+            linger(c);
+        return;
+    }
+    set_timer(c, c->listener->idle_tv);
+    set_reading(c, 1);
+    /* Pipelined requests already buffered: the dispatcher loops when this
+     * happens inside it; otherwise pick them up on the next iteration. */
+    if (evbuffer_get_length(c->in) > 0 && !c->in_dispatch)
+        schedule(c);
+    else if (evbuffer_get_length(c->in) == 0)
+        gust_http_request_reset(&c->req, 1); /* idle: hold no buffers */
+}
+
+/* Closes an idle connection now, and asks a busy one to close after its
+ * response (graceful stop). */
+void gust_conn_drain(gust_conn_t *c) {
+    if (c->state == CONN_IDLE && evbuffer_get_length(c->out) == 0)
+        gust_conn_close(c);
+    else
+        c->close_after = 1;
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg) {
+    gust_conn_t *c = arg;
+    int n = evbuffer_read(c->in, fd, -1);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (c->state == CONN_LINGER) {
+        evbuffer_drain(c->in, evbuffer_get_length(c->in));
+        if (n <= 0)
+            gust_conn_close(c);
+        return;
+    }
+    if (n <= 0) {
+        if (n < 0)
+            gust_log(&c->server->log, GUST_LOG_DEBUG, "read from %s: %s", c->remote_ip,
+                     strerror(errno));
+        c->peer_eof = 1;
+        set_reading(c, 0);
+        if (c->state == CONN_HANDLING && n == 0 && evbuffer_get_length(c->out) == 0) {
+            /* The handler learns its client left; it may still answer a
+             * half-closed peer, and the connection closes after. */
+            gust_request_client_left(c);
+            return;
+        }
+        if (c->state == CONN_HANDLING || evbuffer_get_length(c->in) == 0) {
+            gust_conn_close(c);
+            return;
+        }
+    }
+    gust_conn_incref(c);
+    if (c->state == CONN_HANDLING) {
+        if (evbuffer_get_length(c->in) > READ_AHEAD_MAX)
+            set_reading(c, 0);
+    } else {
+        conn_process(c);
+    }
+    gust_conn_decref(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+    gust_conn_t *c = arg;
+    if (c->state == CONN_READING)
+        gust_log(&c->server->log, GUST_LOG_INFO, "%s timeout from %s, closing",
+                 c->sent_continue ? "body" : "header", c->remote_ip);
+    gust_conn_close(c);
+}
+
+void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes) {
+    FILE *f = c->server->log.access;
+    if (!f)
+        return;
+    const gust_http_request_t *r = &c->req;
+    double ms = c->t_start ? (gust_now() - c->t_start) * 1000 : 0;
+    fprintf(f, "%s \"%s %.*s HTTP/1.%d\" %d %zu %.2fms\n", c->remote_ip,
+            r->headers_done ? llhttp_method_name(r->method) : "-",
+            r->headers_done ? (int)r->url_len : 1, r->headers_done ? r->arena : "-",
+            r->http_minor, status, bytes, ms);
+    fflush(f);
+}

@@ -1,0 +1,135 @@
+/*
+ * gust.h -- the public embedding API of gust, a Lua-scriptable web server.
+ *
+ * A host program creates a server, optionally exposes its own Lua modules
+ * with gust_preload(), loads an app script, listens and runs the loop:
+ *
+ *     gust_config_t cfg;
+ *     gust_config_init(&cfg);
+ *     cfg.port = 8080;
+ *     gust_server_t *s = gust_server_new(&cfg, NULL);
+ *     gust_preload(s, "mymod", luaopen_mymod);
+ *     if (gust_load_app(s, "app.lua", err, sizeof err) == 0 &&
+ *         gust_listen(s, NULL, 0) == 0)
+ *         gust_run(s);
+ *     gust_server_free(s);
+ *
+ * Conventions: functions returning int return 0 on success and -1 on
+ * failure, with a message in the caller's buffer or the server's log. There
+ * is no global state: two servers in one process are independent. A server
+ * and everything it owns must be used from one thread only.
+ */
+#ifndef GUST_H
+#define GUST_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GUST_VERSION "0.1.0"
+#define GUST_VERSION_NUM 100 /* major * 10000 + minor * 100 + patch */
+
+#define GUST_API __attribute__((visibility("default")))
+
+/** Room an error message needs in the caller's buffer. */
+#define GUST_ERR_LEN 256
+
+struct event_base;
+typedef struct gust_server gust_server_t;
+
+/*
+ * Server settings. The struct is public so callers can fill it; a zero or
+ * NULL field means "the default", which gust_config_init() writes out. New
+ * fields are only ever added at the end.
+ */
+typedef struct gust_config {
+    const char *bind;          /* "127.0.0.1"; "unix:/path" for a Unix socket */
+    int port;                  /* 8888; 0 with GUST_PORT_ANY picks a free one */
+    const char *log_level;     /* "error" | "warn" | "info" | "debug" */
+    const char *access_log;    /* file path, "-" for stderr, NULL for none */
+    size_t max_body_size;      /* bytes; 100 MiB */
+    size_t max_header_size;    /* bytes; 64 KiB */
+    double idle_connection_timeout; /* seconds; 60 */
+    double header_timeout;     /* seconds; 10 */
+    double body_timeout;       /* seconds; 0 = none */
+    const char *lua_dir;       /* the framework's lua/ directory; NULL = find it */
+    double drain_timeout;      /* seconds a graceful stop waits; 10 */
+} gust_config_t;
+
+/** gust_config_t.port value asking the kernel for a free port. */
+#define GUST_PORT_ANY (-1)
+
+/** Fills every field of `cfg` with its default. */
+GUST_API void gust_config_init(gust_config_t *cfg);
+
+/**
+ * Creates a server with its own Lua state.
+ * @param cfg  settings, copied (NULL: defaults)
+ * @param base the event loop to run on, borrowed (NULL: the server makes and
+ *             owns one)
+ * @return the server, or NULL when the loop or Lua state cannot be created
+ */
+GUST_API gust_server_t *gust_server_new(const gust_config_t *cfg,
+                                        struct event_base *base);
+
+/** Closes listeners and connections at once and frees the server. NULL is a no-op. */
+GUST_API void gust_server_free(gust_server_t *s);
+
+/**
+ * Makes `require(name)` in scripts call `open` (package.preload). Call it
+ * before gust_load_app().
+ * @return 0, or -1 when name or open is NULL
+ */
+GUST_API int gust_preload(gust_server_t *s, const char *name, lua_CFunction open);
+
+/**
+ * Runs the app script at `path` in the server's Lua state. The script's
+ * directory is added to package.path. When the script returns a value (an
+ * Application), gust_listen() serves it; a script that returns nothing sets
+ * up its own listeners.
+ * @return 0, or -1 with "file:line: message" (and a traceback) in `err`
+ */
+GUST_API int gust_load_app(gust_server_t *s, const char *path, char *err,
+                           size_t errlen);
+
+/** Whether the loaded app script returned something to serve. */
+GUST_API int gust_has_app(gust_server_t *s);
+
+/**
+ * Listens for the loaded app on addr:port (NULL / 0: the configured ones).
+ * `addr` may be "unix:/path".
+ * @return 0, or -1 (the reason is logged)
+ */
+GUST_API int gust_listen(gust_server_t *s, const char *addr, int port);
+
+/**
+ * The port of the first TCP listener (useful with GUST_PORT_ANY), or -1.
+ */
+GUST_API int gust_port(gust_server_t *s);
+
+/**
+ * Runs the loop until gust_stop() has drained the server or nothing is left
+ * to wait for.
+ * @return 0 after a clean stop, -1 on a loop failure
+ */
+GUST_API int gust_run(gust_server_t *s);
+
+/**
+ * Stops gracefully: no new connections, idle ones closed, in-flight requests
+ * finished within drain_timeout. Safe to call from a signal event or a Lua
+ * callback (it only schedules the work). A second call stops at once.
+ */
+GUST_API void gust_stop(gust_server_t *s);
+
+/** The server's Lua state, borrowed: do not close it. */
+GUST_API lua_State *gust_lua(gust_server_t *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GUST_H */

@@ -1,0 +1,235 @@
+/*
+ * http_parser.c -- llhttp callbacks filling a gust_http_request_t.
+ *
+ * llhttp may deliver the URL, a header name or value in several pieces (one
+ * per read), so every span is appended to the arena and the *_complete
+ * callbacks mark where one ends. Limits are checked as bytes arrive, before
+ * anything is buffered past them.
+ */
+#include "http_parser.h"
+
+#include <string.h>
+
+#include "mem.h"
+
+#define REQ(p) ((gust_http_request_t *)(p)->data)
+
+/* Rough bytes of framing a header line costs beyond its name and value
+ * (": " and CRLF), so that many tiny headers count against the limit. */
+#define HEADER_OVERHEAD 4
+
+static int fail(gust_http_request_t *r, int status, const char *why) {
+    r->status = status;
+    r->error = why;
+    return -1;
+}
+
+static int arena_add(gust_http_request_t *r, const char *at, size_t len, int lower) {
+    if (r->arena_len + len + HEADER_OVERHEAD * (r->nheaders + 1) >
+        r->limits->max_header_size)
+        return fail(r, 431, "header section too large");
+    if (r->arena_cap - r->arena_len < len) {
+        size_t cap = r->arena_cap ? r->arena_cap : 512;
+        while (cap - r->arena_len < len)
+            cap *= 2;
+        r->arena = gust_realloc(r->arena, cap);
+        r->arena_cap = cap;
+    }
+    char *dst = r->arena + r->arena_len;
+    if (lower) {
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = at[i];
+            dst[i] = (c >= 'A' && c <= 'Z') ? c | 0x20 : c;
+        }
+    } else {
+        memcpy(dst, at, len);
+    }
+    r->arena_len += len;
+    return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+    REQ(p)->begun = 1;
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+    gust_http_request_t *r = REQ(p);
+    if (arena_add(r, at, len, 0))
+        return -1;
+    r->url_len += len;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+    gust_http_request_t *r = REQ(p);
+    if (!r->in_field) {
+        if (r->nheaders == GUST_MAX_HEADERS)
+            return fail(r, 431, "too many headers");
+        if (r->nheaders == r->headers_cap) {
+            r->headers_cap = r->headers_cap ? r->headers_cap * 2 : 16;
+            r->headers = gust_realloc(r->headers, r->headers_cap * sizeof *r->headers);
+        }
+        gust_http_header_t *h = &r->headers[r->nheaders++];
+        h->name = r->arena_len;
+        h->name_len = h->value = h->value_len = 0;
+        r->in_field = 1;
+    }
+    if (arena_add(r, at, len, 1))
+        return -1;
+    r->headers[r->nheaders - 1].name_len += len;
+    return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+    gust_http_request_t *r = REQ(p);
+    r->in_field = 0;
+    r->headers[r->nheaders - 1].value = r->arena_len;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+    gust_http_request_t *r = REQ(p);
+    if (arena_add(r, at, len, 0))
+        return -1;
+    r->headers[r->nheaders - 1].value_len += len;
+    return 0;
+}
+
+static int equals_nocase(const char *a, size_t alen, const char *lit) {
+    size_t n = strlen(lit);
+    if (alen != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((a[i] | 0x20) != lit[i])
+            return 0;
+    return 1;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+    gust_http_request_t *r = REQ(p);
+    r->headers_done = 1;
+    r->method = llhttp_get_method(p);
+    r->http_minor = llhttp_get_http_major(p) == 1 ? llhttp_get_http_minor(p) : 0;
+    r->upgrade = llhttp_get_upgrade(p);
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > r->limits->max_body_size)
+        return fail(r, 413, "body larger than max_body_size");
+    size_t n;
+    const char *expect = gust_http_request_header(r, "expect", &n);
+    if (expect) {
+        if (!equals_nocase(expect, n, "100-continue"))
+            return fail(r, 417, "unsupported Expect");
+        r->expect_continue = r->http_minor >= 1;
+    }
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+    gust_http_request_t *r = REQ(p);
+    if (r->body_len + len > r->limits->max_body_size)
+        return fail(r, 413, "body larger than max_body_size");
+    if (r->body_cap - r->body_len < len) {
+        size_t cap = r->body_cap ? r->body_cap : 1024;
+        if ((p->flags & F_CONTENT_LENGTH) && r->body_cap == 0)
+            cap = r->body_len + len + p->content_length; /* exact, known up front */
+        while (cap - r->body_len < len)
+            cap *= 2;
+        r->body = gust_realloc(r->body, cap);
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, at, len);
+    r->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+    gust_http_request_t *r = REQ(p);
+    r->complete = 1;
+    r->keep_alive = llhttp_should_keep_alive(p) && !r->upgrade;
+    return HPE_PAUSED; /* one request at a time: pipelined ones wait */
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void gust_http_request_init(gust_http_request_t *r, const gust_http_limits_t *limits) {
+    memset(r, 0, sizeof *r);
+    r->limits = limits;
+    llhttp_init(&r->parser, HTTP_REQUEST, &settings);
+    r->parser.data = r;
+}
+
+void gust_http_request_reset(gust_http_request_t *r, int release) {
+    /* Keep buffers that a typical request fits in; release big ones. */
+    if (release || r->arena_cap > 4096) {
+        gust_free(r->arena);
+        r->arena = NULL;
+        r->arena_cap = 0;
+    }
+    if (release || r->headers_cap > 32) {
+        gust_free(r->headers);
+        r->headers = NULL;
+        r->headers_cap = 0;
+    }
+    if (release || r->body_cap > 16384) {
+        gust_free(r->body);
+        r->body = NULL;
+        r->body_cap = 0;
+    }
+    r->arena_len = r->url_len = r->nheaders = r->body_len = 0;
+    r->in_field = r->in_value = r->begun = r->headers_done = r->complete = 0;
+    r->keep_alive = r->expect_continue = r->upgrade = 0;
+    if (llhttp_get_errno(&r->parser) == HPE_PAUSED)
+        llhttp_resume(&r->parser);
+}
+
+void gust_http_request_free(gust_http_request_t *r) {
+    gust_free(r->arena);
+    gust_free(r->headers);
+    gust_free(r->body);
+    r->arena = r->body = NULL;
+    r->headers = NULL;
+}
+
+size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len) {
+    if (r->complete || r->status)
+        return 0;
+    enum llhttp_errno e = llhttp_execute(&r->parser, data, len);
+    if (e == HPE_OK)
+        return len;
+    if (e == HPE_PAUSED && r->complete)
+        return (size_t)(llhttp_get_error_pos(&r->parser) - data);
+    if (e == HPE_PAUSED_UPGRADE) {
+        /* The bytes after an Upgrade request belong to the new protocol;
+         * until something takes the connection over, it closes after. */
+        r->complete = 1;
+        r->keep_alive = 0;
+        return (size_t)(llhttp_get_error_pos(&r->parser) - data);
+    }
+    if (!r->status) {
+        r->status = 400;
+        r->error = llhttp_get_error_reason(&r->parser);
+    }
+    return len;
+}
+
+const char *gust_http_request_header(const gust_http_request_t *r,
+                                     const char *lname, size_t *len) {
+    size_t n = strlen(lname);
+    for (unsigned i = r->nheaders; i-- > 0;) {
+        const gust_http_header_t *h = &r->headers[i];
+        if (h->name_len == n && memcmp(r->arena + h->name, lname, n) == 0) {
+            *len = h->value_len;
+            return r->arena + h->value;
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,74 @@
+/*
+ * http_parser.h -- HTTP/1.x request parsing on top of llhttp.
+ *
+ * Pure protocol code: bytes in, one parsed request out, no sockets and no
+ * Lua. It enforces the peer-controlled limits of DESIGN.md §6 while parsing
+ * and says which status a bad request deserves. The request's URL, header
+ * names (lower-cased) and values are copied into one arena so they outlive
+ * the read buffer they came from.
+ */
+#ifndef GUST_HTTP_PARSER_H
+#define GUST_HTTP_PARSER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#define GUST_MAX_HEADERS 100
+
+typedef struct gust_http_limits {
+    size_t max_header_size; /* request line + header section, bytes */
+    size_t max_body_size;
+} gust_http_limits_t;
+
+typedef struct gust_http_header {
+    uint32_t name, name_len, value, value_len; /* offsets into the arena */
+} gust_http_header_t;
+
+typedef struct gust_http_request {
+    llhttp_t parser;
+    const gust_http_limits_t *limits;
+
+    char *arena; /* URL at offset 0, then header names and values */
+    size_t arena_len, arena_cap;
+    uint32_t url_len;
+    gust_http_header_t *headers;
+    unsigned nheaders, headers_cap;
+
+    char *body;
+    size_t body_len, body_cap;
+
+    int status;        /* the error status to answer with, 0 while fine */
+    const char *error; /* why, for the log */
+    uint8_t method;    /* llhttp_method_t */
+    uint8_t http_minor;
+    unsigned in_field : 1, in_value : 1, begun : 1, headers_done : 1,
+        complete : 1, keep_alive : 1, expect_continue : 1, upgrade : 1;
+} gust_http_request_t;
+
+void gust_http_request_init(gust_http_request_t *r, const gust_http_limits_t *limits);
+
+/* Forgets the finished request so the next one can be parsed; keeps small
+ * buffers for reuse unless `release` is set. */
+void gust_http_request_reset(gust_http_request_t *r, int release);
+
+void gust_http_request_free(gust_http_request_t *r);
+
+/*
+ * Parses up to `len` bytes. Parsing stops right after a complete message
+ * (r->complete) so pipelined requests are taken one at a time.
+ * @return the number of bytes consumed; on a bad request r->status is set
+ *         (400, 413, 431) and the connection must answer and close
+ */
+size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len);
+
+/* The value of the last header named `lname` (lower-case), or NULL. */
+const char *gust_http_request_header(const gust_http_request_t *r,
+                                     const char *lname, size_t *len);
+
+static inline const char *gust_http_request_url(const gust_http_request_t *r) {
+    return r->arena;
+}
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * lua_core.c -- `require "gust.core"`: the C core as the Lua framework sees
+ * it (loop control, tasks, listeners, logging). Every function carries its
+ * server as upvalue 1, so a lookup costs nothing per call.
+ *
+ * Loaded into the gust executable, it finds the server that owns the Lua
+ * state; loaded into plain luajit or busted, it makes one (server.c).
+ */
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+#include <lauxlib.h>
+
+#include "server.h"
+
+#define LISTENER_MT "gust.listener"
+
+static gust_server_t *upserver(lua_State *L) {
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* core.now() -> monotonic seconds  [-0, +1, -] */
+static int core_now(lua_State *L) {
+    lua_pushnumber(L, gust_now());
+    return 1;
+}
+
+/* core.time() -> wall-clock seconds since the epoch  [-0, +1, -] */
+static int core_time(lua_State *L) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    lua_pushnumber(L, (double)tv.tv_sec + tv.tv_usec / 1e6);
+    return 1;
+}
+
+/* core.spawn(fn, ...) -- fn(...) in a new coroutine, next iteration
+ * [-(1+n), +0, e] */
+static int core_spawn(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    gust_sched_start(upserver(L), L, lua_gettop(L) - 1);
+    return 0;
+}
+
+/* core.wake(co, ...) -- resumes a coroutine suspended with coroutine.yield
+ * on the next iteration, with the given values  [-(1+n), +0, e] */
+static int core_wake(lua_State *L) {
+    gust_server_t *s = upserver(L);
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    int n = lua_gettop(L) - 1;
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_pushvalue(L, i + 1);
+        lua_rawseti(L, -2, i);
+    }
+    int vals = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 1);
+    gust_run_t run = {luaL_ref(L, LUA_REGISTRYINDEX), GUST_RUN_VALUES, vals, NULL};
+    gust_sched_push(s, run);
+    return 0;
+}
+
+/* core.run() -- runs the loop until core.stop(). Under the gust executable
+ * the loop starts once the app has loaded, so this returns at once there. */
+static int core_run(lua_State *L) {
+    gust_server_t *s = upserver(L);
+    if (s->loading || s->own_lua)
+        return 0;
+    if (event_base_dispatch(s->base) < 0)
+        return luaL_error(L, "event loop failed");
+    return 0;
+}
+
+/* core.stop() -- makes core.run() return after this iteration  [-0, +0, -] */
+static int core_stop(lua_State *L) {
+    gust_server_t *s = upserver(L);
+    if (s->own_lua)
+        gust_stop(s);
+    else
+        event_base_loopexit(s->base, NULL);
+    return 0;
+}
+
+static int parse_level(lua_State *L, int idx) {
+    int level = gust_log_level_parse(luaL_checkstring(L, idx));
+    if (level < 0)
+        luaL_argerror(L, idx, "level must be error, warn, info or debug");
+    return level;
+}
+
+/* core.log(level, msg)  [-2, +0, e] */
+static int core_log(lua_State *L) {
+    gust_server_t *s = upserver(L);
+    int level = parse_level(L, 1);
+    if (gust_log_enabled(&s->log, level))
+        gust_log(&s->log, level, "%s", luaL_checkstring(L, 2));
+    return 0;
+}
+
+/* core.log_level([level]) -> current level name  [-(0..1), +1, e] */
+static int core_log_level(lua_State *L) {
+    gust_server_t *s = upserver(L);
+    if (!lua_isnoneornil(L, 1))
+        s->log.level = parse_level(L, 1);
+    lua_pushstring(L, gust_log_level_name(s->log.level));
+    return 1;
+}
+
+/* core.set_close_hook(fn)  [-1, +0, e] */
+static int core_set_close_hook(lua_State *L) {
+    gust_server_t *s = upserver(L);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->close_hook_ref);
+    lua_pushvalue(L, 1);
+    s->close_hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* core.listen(handler, port, address?, settings?) -> listener | nil, err
+ * [-(2..4), +1|2, e] */
+static int core_listen(lua_State *L) {
+    gust_server_t *s = upserver(L);
+    if (lua_isnoneornil(L, 1))
+        luaL_argerror(L, 1, "a handler (function or callable table) is required");
+    int port = luaL_checkint(L, 2);
+    const char *addr = luaL_optstring(L, 3, s->cfg.bind);
+    lua_pushvalue(L, 1);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    char err[GUST_ERR_LEN];
+    gust_listener_t *l = gust_listener_new(s, addr, port, ref, err, sizeof err);
+    if (!l) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    gust_listener_apply_settings(l, L, 4);
+    struct gust_listener_handle *h = lua_newuserdata(L, sizeof *h);
+    h->l = l;
+    l->handle = h;
+    luaL_getmetatable(L, LISTENER_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static gust_listener_t *check_listener(lua_State *L) {
+    struct gust_listener_handle *h = luaL_checkudata(L, 1, LISTENER_MT);
+    return h->l;
+}
+
+/* listener:port() -> number | nil when closed or a Unix socket */
+static int listener_port(lua_State *L) {
+    gust_listener_t *l = check_listener(L);
+    if (!l || l->port < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, l->port);
+    return 1;
+}
+
+/* listener:close() -- stops accepting; open connections carry on */
+static int listener_close(lua_State *L) {
+    gust_listener_t *l = check_listener(L);
+    if (l)
+        gust_listener_free(l);
+    return 0;
+}
+
+static int listener_gc(lua_State *L) {
+    struct gust_listener_handle *h = luaL_checkudata(L, 1, LISTENER_MT);
+    if (h->l)
+        h->l->handle = NULL; /* the listener goes on without its handle */
+    return 0;
+}
+
+GUST_API int luaopen_gust_core(lua_State *L) {
+    gust_server_t *s = gust_server_for_lua(L);
+    static const luaL_Reg listener_methods[] = {
+        {"port", listener_port}, {"close", listener_close}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"now", core_now},
+        {"time", core_time},
+        {"spawn", core_spawn},
+        {"wake", core_wake},
+        {"run", core_run},
+        {"stop", core_stop},
+        {"log", core_log},
+        {"log_level", core_log_level},
+        {"set_close_hook", core_set_close_hook},
+        {"listen", core_listen},
+        {NULL, NULL}};
+    if (luaL_newmetatable(L, LISTENER_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, listener_methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, listener_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (s->request_mt_ref == LUA_NOREF)
+        gust_request_open(L, s);
+
+    lua_newtable(L);
+    lua_pushlightuserdata(L, s);
+    luaL_setfuncs(L, funcs, 1);
+    gust_timer_open(L, s);
+    gust_crypto_open(L);
+    lua_pushliteral(L, GUST_VERSION);
+    lua_setfield(L, -2, "VERSION");
+    return 1;
+}

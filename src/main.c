@@ -1,0 +1,177 @@
+/*
+ * main.c -- the gust command: parse the options, load the app, listen, run
+ * the loop until a signal stops it. Everything else goes through the public
+ * embedding API (gust.h), exactly as a C embedder would use it.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "gust.h"
+
+static void usage(FILE *f) {
+    fputs("usage: gust [OPTIONS] APP.lua\n"
+          "  -p, --port PORT         listen port (default 8888; 0 = pick a free one)\n"
+          "  -b, --bind ADDR         address (default 127.0.0.1; 0.0.0.0 or :: to expose)\n"
+          "      --unix PATH         listen on a Unix socket instead\n"
+          "  -w, --workers N         worker processes (default 1, 0 = one per CPU)\n"
+          "      --reload            watch the app's directory, reload on change\n"
+          "      --tls-cert F --tls-key F   serve HTTPS\n"
+          "      --access-log FILE   access log, '-' for stderr (default off)\n"
+          "      --log-level LEVEL   error|warn|info|debug (default info)\n"
+          "      --drain-timeout S   seconds to finish work on reload/stop (default 10)\n"
+          "      --check             load the app, report errors, exit 0/1\n"
+          "      --redis URL         span pubsub channels across servers through Redis\n"
+          "      --metrics PATH      serve Prometheus metrics at PATH\n"
+          "      --block-warn MS     log handlers that hold the loop longer (default 200)\n"
+          "      --version, --help\n",
+          f);
+}
+
+enum {
+    OPT_UNIX = 256, OPT_RELOAD, OPT_TLS_CERT, OPT_TLS_KEY, OPT_ACCESS_LOG, OPT_LOG_LEVEL,
+    OPT_DRAIN, OPT_CHECK, OPT_REDIS, OPT_METRICS, OPT_BLOCK_WARN, OPT_VERSION, OPT_HELP
+};
+
+static const struct option options[] = {
+    {"port", required_argument, NULL, 'p'},
+    {"bind", required_argument, NULL, 'b'},
+    {"unix", required_argument, NULL, OPT_UNIX},
+    {"workers", required_argument, NULL, 'w'},
+    {"reload", no_argument, NULL, OPT_RELOAD},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"metrics", required_argument, NULL, OPT_METRICS},
+    {"block-warn", required_argument, NULL, OPT_BLOCK_WARN},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0}};
+
+static int parse_int(const char *s, const char *what, long lo, long hi) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) {
+        fprintf(stderr, "gust: invalid %s: %s\n", what, s);
+        exit(2);
+    }
+    return (int)v;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    if (sig == SIGHUP) {
+        fprintf(stderr, "gust: SIGHUP: reload is not available in this build yet\n");
+        return;
+    }
+    gust_stop(arg); /* a second signal stops at once */
+}
+
+int main(int argc, char **argv) {
+    gust_config_t cfg;
+    gust_config_init(&cfg);
+    int check = 0, workers = 1, opt;
+    char unix_addr[4096] = "";
+    const char *unsupported = NULL;
+
+    while ((opt = getopt_long(argc, argv, "p:b:w:", options, NULL)) != -1) {
+        switch (opt) {
+        case 'p':
+            cfg.port = parse_int(optarg, "port", 0, 65535);
+            if (cfg.port == 0)
+                cfg.port = GUST_PORT_ANY;
+            break;
+        case 'b': cfg.bind = optarg; break;
+        case OPT_UNIX: snprintf(unix_addr, sizeof unix_addr, "unix:%s", optarg); break;
+        case 'w': workers = parse_int(optarg, "worker count", 0, 1024); break;
+        case OPT_ACCESS_LOG: cfg.access_log = optarg; break;
+        case OPT_LOG_LEVEL:
+            if (strcmp(optarg, "error") && strcmp(optarg, "warn") && strcmp(optarg, "info") &&
+                strcmp(optarg, "debug")) {
+                fprintf(stderr, "gust: invalid log level: %s\n", optarg);
+                return 2;
+            }
+            cfg.log_level = optarg;
+            break;
+        case OPT_DRAIN: cfg.drain_timeout = atof(optarg); break;
+        case OPT_CHECK: check = 1; break;
+        case OPT_BLOCK_WARN: parse_int(optarg, "block-warn", 1, 1000000); break;
+        case OPT_RELOAD: unsupported = "--reload"; break;
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY: unsupported = "--tls-cert/--tls-key"; break;
+        case OPT_REDIS: unsupported = "--redis"; break;
+        case OPT_METRICS: unsupported = "--metrics"; break;
+        case OPT_VERSION: printf("gust %s\n", GUST_VERSION); return 0;
+        case OPT_HELP: usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    if (unsupported) {
+        fprintf(stderr, "gust: %s is not available in this build yet\n", unsupported);
+        return 2;
+    }
+    const char *app = argv[optind];
+    if (*unix_addr)
+        cfg.bind = unix_addr;
+
+    struct event_base *base = event_base_new();
+    gust_server_t *s = base ? gust_server_new(&cfg, base) : NULL;
+    if (!s) {
+        fprintf(stderr, "gust: cannot create the server\n");
+        return 1;
+    }
+    int rc = 1;
+    struct event *sigs[3] = {NULL, NULL, NULL};
+    char err[4096];
+    if (gust_load_app(s, app, err, sizeof err) != 0) {
+        fprintf(stderr, "gust: %s\n", err);
+        goto done;
+    }
+    if (check) {
+        fprintf(stderr, "gust: %s: ok\n", app);
+        rc = 0;
+        goto done;
+    }
+    if (workers != 1)
+        fprintf(stderr, "gust: --workers %d: this build runs one worker\n", workers);
+    if (gust_has_app(s)) {
+        if (gust_listen(s, NULL, 0) != 0)
+            goto done;
+        if (*unix_addr)
+            printf("gust %s listening on %s (1 worker)\n", GUST_VERSION, unix_addr);
+        else
+            printf(strchr(cfg.bind, ':') ? "gust %s listening on http://[%s]:%d (1 worker)\n"
+                                         : "gust %s listening on http://%s:%d (1 worker)\n",
+                   GUST_VERSION, cfg.bind, gust_port(s));
+    } else {
+        printf("gust %s running %s (1 worker)\n", GUST_VERSION, app);
+    }
+    fflush(stdout);
+
+    signal(SIGPIPE, SIG_IGN);
+    static const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        sigs[i] = evsignal_new(base, signums[i], on_signal, s);
+        event_add(sigs[i], NULL);
+    }
+    rc = gust_run(s) == 0 ? 0 : 1;
+done:
+    gust_server_free(s);
+    for (int i = 0; i < 3; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+    event_base_free(base);
+    return rc;
+}

@@ -1,0 +1,377 @@
+/*
+ * server.c -- gust_server_t: the event loop, the Lua state, the listeners
+ * and connections, and the embedding API of gust.h.
+ *
+ * A server is made either by gust_server_new() (the gust executable and C
+ * embedders: it owns its Lua state) or by `require "gust.core"` in a Lua
+ * state someone else owns (plain luajit, busted), where a sentinel's __gc
+ * frees it when that state closes. Both find the server from Lua through
+ * the registry, so every binding works the same in either.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "server.h"
+
+static const char server_key = 'S'; /* registry[&server_key] = the server */
+static const char thread_key = 'T'; /* registry[&thread_key] = s->L */
+
+void gust_config_init(gust_config_t *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->bind = "127.0.0.1";
+    cfg->port = 8888;
+    cfg->log_level = "info";
+    cfg->max_body_size = 100 * 1024 * 1024;
+    cfg->max_header_size = 64 * 1024;
+    cfg->idle_connection_timeout = 60;
+    cfg->header_timeout = 10;
+    cfg->drain_timeout = 10;
+}
+
+double gust_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void gust_server_date(gust_server_t *s, const char **date) {
+    struct timeval tv;
+    event_base_gettimeofday_cached(s->base, &tv);
+    if (tv.tv_sec != s->date_time) {
+        s->date_time = tv.tv_sec;
+        gust_http_date(tv.tv_sec, s->date);
+    }
+    *date = s->date;
+}
+
+static void on_defer(evutil_socket_t fd, short what, void *arg) {
+    gust_server_t *s = arg;
+    gust_sched_run_queue(s);
+    gust_conn_process_pending(s);
+    if (s->runq_len || s->pending)
+        event_active(&s->defer_ev, 0, 0);
+}
+
+/* Activating an already active event is a no-op, so this is cheap to repeat. */
+void gust_server_defer(gust_server_t *s) { event_active(&s->defer_ev, 0, 0); }
+
+static void stop_now(gust_server_t *s) {
+    event_del(&s->drain_ev);
+    while (s->conns)
+        gust_conn_close(s->conns);
+    event_base_loopexit(s->base, NULL);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
+    gust_server_t *s = arg;
+    gust_log(&s->log, GUST_LOG_WARN, "drain timeout: closing %u connection(s)", s->nconns);
+    stop_now(s);
+}
+
+void gust_server_conn_gone(gust_server_t *s) {
+    if (s->stopping && s->nconns == 0 && s->base)
+        stop_now(s);
+}
+
+static const char *find_lua_dir(gust_server_t *s, char *buf, size_t len) {
+    struct stat st;
+    const char *env = getenv("GUST_LUA_DIR");
+    if (env && *env)
+        return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *dir = dirname(exe);
+        static const char *const rel[] = {"/../lua", "/../share/gust/lua"};
+        for (size_t i = 0; i < 2; i++) {
+            snprintf(buf, len, "%s%s/gust", dir, rel[i]);
+            if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) {
+                buf[strlen(buf) - 5] = 0;
+                return buf;
+            }
+        }
+    }
+    if (stat(GUST_SOURCE_LUA_DIR "/gust", &st) == 0)
+        return GUST_SOURCE_LUA_DIR;
+    return GUST_LUA_INSTALL_DIR;
+}
+
+/* Puts `dir`/?.lua and `dir`/?/init.lua in front of package.path. */
+static void prepend_path(lua_State *L, const char *dir) {
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+int gust_server_attach_lua(gust_server_t *s, lua_State *L) {
+    s->main_L = L;
+    lua_pushlightuserdata(L, (void *)&server_key);
+    lua_pushlightuserdata(L, s);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    /* A thread of our own whose stack we control, whatever coroutine the
+     * state's owner happens to be running when it calls in. */
+    lua_pushlightuserdata(L, (void *)&thread_key);
+    s->L = lua_newthread(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    s->app_ref = s->close_hook_ref = s->request_mt_ref = LUA_NOREF;
+    return 0;
+}
+
+gust_server_t *gust_server_from_lua(lua_State *L) {
+    lua_pushlightuserdata(L, (void *)&server_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    gust_server_t *s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *base) {
+    gust_server_t *s = gust_calloc(1, sizeof *s);
+    gust_config_t dflt;
+    gust_config_init(&dflt);
+    s->cfg = dflt;
+    if (cfg) {
+        /* Zero / NULL fields keep their defaults. */
+#define TAKE(f) if (cfg->f) s->cfg.f = cfg->f
+        TAKE(bind); TAKE(port); TAKE(log_level); TAKE(access_log);
+        TAKE(max_body_size); TAKE(max_header_size); TAKE(idle_connection_timeout);
+        TAKE(header_timeout); TAKE(body_timeout); TAKE(lua_dir); TAKE(drain_timeout);
+#undef TAKE
+    }
+    s->cfg.bind = s->bind = gust_strdup(s->cfg.bind);
+    s->cfg.log_level = s->log_level_name = gust_strdup(s->cfg.log_level);
+    if (s->cfg.access_log)
+        s->cfg.access_log = s->access_log_path = gust_strdup(s->cfg.access_log);
+    if (s->cfg.lua_dir)
+        s->cfg.lua_dir = s->lua_dir = gust_strdup(s->cfg.lua_dir);
+    int level = gust_log_level_parse(s->cfg.log_level);
+    s->log.level = level < 0 ? GUST_LOG_INFO : level;
+    if (s->cfg.access_log) {
+        if (strcmp(s->cfg.access_log, "-") == 0) {
+            s->log.access = stderr;
+        } else if ((s->log.access = fopen(s->cfg.access_log, "a"))) {
+            s->log.own_access = 1;
+        } else {
+            gust_log(&s->log, GUST_LOG_ERROR, "access log %s: %s", s->cfg.access_log,
+                     strerror(errno));
+        }
+    }
+    s->base = base;
+    if (!s->base) {
+        s->base = event_base_new();
+        s->own_base = 1;
+    }
+    if (!s->base) {
+        gust_free(s);
+        return NULL;
+    }
+    event_assign(&s->defer_ev, s->base, -1, 0, on_defer, s);
+    evtimer_assign(&s->drain_ev, s->base, on_drain_timeout, s);
+    s->app_ref = s->close_hook_ref = s->request_mt_ref = LUA_NOREF;
+    return s;
+}
+
+gust_server_t *gust_server_new(const gust_config_t *cfg, struct event_base *base) {
+    gust_server_t *s = server_alloc(cfg, base);
+    if (!s)
+        return NULL;
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        gust_server_free(s);
+        return NULL;
+    }
+    s->own_lua = 1;
+    luaL_openlibs(L);
+    gust_server_attach_lua(s, L);
+    char buf[PATH_MAX];
+    prepend_path(L, s->cfg.lua_dir ? s->cfg.lua_dir : find_lua_dir(s, buf, sizeof buf));
+    gust_preload(s, "gust.core", luaopen_gust_core);
+    return s;
+}
+
+/* The __gc of the sentinel that `require "gust.core"` leaves in a state it
+ * does not own: the server goes when the state does. */
+static int sentinel_gc(lua_State *L) {
+    gust_server_t **sp = lua_touserdata(L, 1);
+    if (*sp)
+        gust_server_free(*sp);
+    *sp = NULL;
+    return 0;
+}
+
+gust_server_t *gust_server_for_lua(lua_State *L) {
+    gust_server_t *s = gust_server_from_lua(L);
+    if (s)
+        return s;
+    gust_config_t cfg;
+    gust_config_init(&cfg);
+    const char *level = getenv("GUST_LOG_LEVEL");
+    if (level && gust_log_level_parse(level) >= 0)
+        cfg.log_level = level;
+    s = server_alloc(&cfg, NULL);
+    if (!s)
+        luaL_error(L, "gust.core: cannot create an event loop");
+    gust_server_attach_lua(s, L);
+    gust_server_t **sp = lua_newuserdata(L, sizeof *sp);
+    *sp = s;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, sentinel_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    luaL_ref(L, LUA_REGISTRYINDEX);
+    return s;
+}
+
+void gust_server_free(gust_server_t *s) {
+    if (!s)
+        return;
+    if (!s->own_lua)
+        s->L = NULL; /* inside the owner's lua_close(): Lua is off limits */
+    while (s->listeners)
+        gust_listener_free(s->listeners);
+    while (s->conns)
+        gust_conn_close(s->conns);
+    gust_conn_process_pending(s);
+    if (s->base) {
+        event_del(&s->defer_ev);
+        event_del(&s->drain_ev);
+    }
+    gust_timer_forget_server(s);
+    gust_free(s->runq);
+    s->runq = NULL;
+    s->runq_len = 0;
+    if (s->own_lua && s->main_L)
+        lua_close(s->main_L);
+    if (s->own_base && s->base)
+        event_base_free(s->base);
+    if (s->log.own_access)
+        fclose(s->log.access);
+    gust_free(s->bind);
+    gust_free(s->log_level_name);
+    gust_free(s->access_log_path);
+    gust_free(s->lua_dir);
+    gust_free(s);
+}
+
+int gust_preload(gust_server_t *s, const char *name, lua_CFunction open) {
+    if (!s || !name || !open)
+        return -1;
+    lua_State *L = s->L;
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, open);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 2);
+    return 0;
+}
+
+int gust_load_app(gust_server_t *s, const char *path, char *err, size_t errlen) {
+    lua_State *L = s->L;
+    int top = lua_gettop(L);
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", path);
+    prepend_path(L, dirname(copy));
+    lua_pushcfunction(L, gust_traceback);
+    if (luaL_loadfile(L, path) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return -1;
+    }
+    s->loading = 1;
+    int rc = lua_pcall(L, 0, 1, top + 1);
+    s->loading = 0;
+    if (rc != 0) {
+        const char *msg = lua_tostring(L, -1);
+        snprintf(err, errlen, "%s", msg ? msg : "error object is not a string");
+        lua_settop(L, top);
+        return -1;
+    }
+    if (!lua_isnil(L, -1)) {
+        if (s->app_ref != LUA_NOREF)
+            luaL_unref(L, LUA_REGISTRYINDEX, s->app_ref);
+        s->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_settop(L, top);
+    return 0;
+}
+
+int gust_listen(gust_server_t *s, const char *addr, int port) {
+    lua_State *L = s->L;
+    char err[GUST_ERR_LEN];
+    if (s->app_ref == LUA_NOREF) {
+        gust_log(&s->log, GUST_LOG_ERROR, "the app script returned no Application to serve");
+        return -1;
+    }
+    if (!addr)
+        addr = s->cfg.bind;
+    if (!port)
+        port = s->cfg.port;
+    if (port == GUST_PORT_ANY)
+        port = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->app_ref);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    gust_listener_t *l = gust_listener_new(s, addr, port, ref, err, sizeof err);
+    if (!l) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        gust_log(&s->log, GUST_LOG_ERROR, "%s", err);
+        return -1;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->app_ref);
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "settings");
+        gust_listener_apply_settings(l, L, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+int gust_has_app(gust_server_t *s) { return s->app_ref != LUA_NOREF; }
+
+int gust_port(gust_server_t *s) {
+    for (gust_listener_t *l = s->listeners; l; l = l->next)
+        if (l->port > 0)
+            return l->port;
+    return -1;
+}
+
+int gust_run(gust_server_t *s) {
+    return event_base_dispatch(s->base) < 0 ? -1 : 0;
+}
+
+void gust_stop(gust_server_t *s) {
+    if (s->stopping) {
+        stop_now(s);
+        return;
+    }
+    s->stopping = 1;
+    while (s->listeners)
+        gust_listener_free(s->listeners);
+    for (gust_conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        gust_conn_drain(c);
+    }
+    if (s->nconns == 0) {
+        stop_now(s);
+        return;
+    }
+    struct timeval tv = {(time_t)s->cfg.drain_timeout,
+                         (suseconds_t)((s->cfg.drain_timeout - (time_t)s->cfg.drain_timeout) * 1e6)};
+    evtimer_add(&s->drain_ev, &tv);
+}
+
+lua_State *gust_lua(gust_server_t *s) { return s->main_L; }
