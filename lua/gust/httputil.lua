@@ -16,17 +16,17 @@ local concat, sort = table.concat, table.sort
 local floor = math.floor
 local os_time, os_date = os.time, os.date
 local bit = require "bit"
+local band, bor, bxor, lshift, rshift = bit.band, bit.bor, bit.bxor, bit.lshift, bit.rshift
 -- Presizing the header table skips the rehash at every power of two, which
 -- is half the cost of from_list.
 local ok_new, new_tab = pcall(require, "table.new")
 if not ok_new then new_tab = function() return {} end end
-local band, bor, bxor, lshift, rshift = bit.band, bit.bor, bit.bxor, bit.lshift, bit.rshift
 
 local escape = require "gust.escape"
 local url_escape, url_unescape = escape.url_escape, escape.url_unescape
 
--- level 3 blames the caller of the function that calls argerror; helpers
--- one call deeper pass 4.
+-- Misuse must point at the caller's line: level 3 from a public function,
+-- 4 from a helper it calls.
 local function argerror(n, fname, expected, v, level)
     error(format("bad argument #%d to '%s' (%s expected, got %s)",
                  n, fname, expected, type(v)), level or 3)
@@ -397,9 +397,10 @@ function _M.format_cookie(name, value, opts)
     end
     opts = opts or {}
     local out = { name .. "=" .. value }
-    local expires = opts.expires
-    if expires == nil and type(opts.expires_days) == "number" then
-        expires = os_time() + opts.expires_days * 86400
+    local expires, days = opts.expires, opts.expires_days
+    if expires == nil and days ~= nil then
+        if type(days) ~= "number" then cookie_error("expires_days", days) end
+        expires = os_time() + days * 86400
     end
     if expires ~= nil then
         if type(expires) ~= "number" then cookie_error("expires", expires) end
@@ -413,11 +414,15 @@ function _M.format_cookie(name, value, opts)
     local domain, path = opts.domain, opts.path
     if path == nil then path = "/" end -- false leaves Path out
     if domain ~= nil then
-        if type(domain) ~= "string" or find(domain, BAD_ATTR) then cookie_error("domain", domain) end
+        if type(domain) ~= "string" or find(domain, BAD_ATTR) then
+            cookie_error("domain", domain)
+        end
         out[#out + 1] = "Domain=" .. domain
     end
     if path then
-        if type(path) ~= "string" or find(path, BAD_ATTR) then cookie_error("path", path) end
+        if type(path) ~= "string" or find(path, BAD_ATTR) then
+            cookie_error("path", path)
+        end
         out[#out + 1] = "Path=" .. path
     end
     if opts.secure then out[#out + 1] = "Secure" end
@@ -526,7 +531,8 @@ local function b64encode(s)
         local a, b, c = byte(s, i, i + 2)
         local v = lshift(a, 16) + lshift(b or 0, 8) + (c or 0)
         out[#out + 1] = b64_enc[rshift(v, 18)] .. b64_enc[band(rshift(v, 12), 63)]
-            .. (b and b64_enc[band(rshift(v, 6), 63)] or "=") .. (c and b64_enc[band(v, 63)] or "=")
+                        .. (b and b64_enc[band(rshift(v, 6), 63)] or "=")
+                        .. (c and b64_enc[band(v, 63)] or "=")
     end
     return concat(out)
 end

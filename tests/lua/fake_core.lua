@@ -258,7 +258,9 @@ function fake.fetch(app, method, uri, opts)
     opts.uri = uri
     local req = fake.request(opts)
     local path, query = uri:match("^([^?]*)%??(.*)$")
-    local co = coroutine.create(app)
+    -- The core calls a callable table through its __call; coroutine.create
+    -- wants a function.
+    local co = coroutine.create(function(...) return app(...) end)
     req.co = co
     local ok, err = coroutine.resume(co, req, method, path, query)
     if not ok then error("the application raised (the core would 500): " .. tostring(err), 2) end
