@@ -48,8 +48,7 @@ static int closed(lua_State *L) {
 void gust_request_dispatch(gust_conn_t *c) {
     gust_server_t *s = c->server;
     gust_http_request_t *r = &c->req;
-    lua_State *L = s->L;
-    lua_State *co = lua_newthread(L);
+    lua_State *co = gust_sched_thread(s);
     lua_rawgeti(co, LUA_REGISTRYINDEX, c->listener->handler_ref);
     gust_req_handle_t *h = lua_newuserdata(co, sizeof *h);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->request_mt_ref);
@@ -83,7 +82,7 @@ void gust_request_dispatch(gust_conn_t *c) {
     c->in_dispatch = 1;
     int rc = gust_sched_resume(s, co, 4);
     c->in_dispatch = 0;
-    lua_pop(L, 1);
+    gust_sched_release(s, co, rc);
     if (rc != 0 && rc != LUA_YIELD && c->handle == h && !c->started) {
         /* The framework itself failed: answer rather than hang. */
         static const char body[] = "<html><title>500: Internal Server Error</title>"

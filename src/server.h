@@ -51,6 +51,8 @@ struct gust_server {
     unsigned nconns;
 
     struct gust_timer *timers; /* pending Lua timers (lua_timer.c) */
+    int pool[64];              /* idle request coroutines (lua_sched.c) */
+    int pool_len;
     gust_run_t *runq;
     size_t runq_len, runq_cap;
     gust_conn_t *pending; /* connections with work deferred to the loop */
@@ -135,6 +137,8 @@ int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs);
 void gust_sched_push(gust_server_t *s, gust_run_t run);
 void gust_sched_run_queue(gust_server_t *s);
 int gust_sched_anchor(lua_State *co);
+lua_State *gust_sched_thread(gust_server_t *s);
+void gust_sched_release(gust_server_t *s, lua_State *co, int rc);
 void gust_sched_start(gust_server_t *s, lua_State *L, int nargs);
 int gust_traceback(lua_State *L);
 

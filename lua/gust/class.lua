@@ -8,7 +8,7 @@
 
 local _M = { _VERSION = "0.1.0" }
 
-local type, pairs, rawget, error = type, pairs, rawget, error
+local type, rawget, error = type, rawget, error
 local setmetatable, getmetatable = setmetatable, getmetatable
 
 -- Lua reads metamethods with rawget on the instance's metatable, so they are

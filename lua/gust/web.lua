@@ -14,7 +14,7 @@
 local _M = { _VERSION = "0.1.0" }
 
 local type, tostring, tonumber, select, error = type, tostring, tonumber, select, error
-local pairs, next = pairs, next
+local pairs = pairs
 local setmetatable, getmetatable, rawget, rawset = setmetatable, getmetatable, rawget, rawset
 local xpcall, pcall, require = xpcall, pcall, require
 local unpack = unpack or table.unpack -- luacheck: ignore 143
@@ -1332,6 +1332,7 @@ local function analyse(body)
             depth = depth + 1
             i = i + 1
         elseif c == ")" then
+            if depth == 0 then error("invalid pattern capture", 0) end
             depth = depth - 1
             i = i + 1
         elseif MAGIC_SET[c] then
@@ -1343,6 +1344,8 @@ local function analyse(body)
             i = i + 1
         end
     end
+    -- find("", regex) stops at the first mismatch, before Lua sees these.
+    if depth ~= 0 then error("unfinished capture", 0) end
     if #lit > 0 then parts[#parts + 1] = concat(lit) end
     local info = { ncaps = ncaps, nargs = nargs }
     if literal then info.literal = concat(parts) end

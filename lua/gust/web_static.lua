@@ -182,7 +182,7 @@ function _M.new(web)
         return self:_finish_with_file(absolute_path, offset, (stop or size) - offset)
     end
 
-    function StaticFileHandler:parse_url_path(url_path)
+    function StaticFileHandler.parse_url_path(_, url_path)
         return url_path
     end
 

@@ -7,6 +7,7 @@ plain unittest module; run.py runs them all and prints "N passed, N failed".
 """
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ class Server:
     def __init__(self, app, *args, env=None, timeout=10):
         self.app = app if os.path.isabs(app) else os.path.join(APPS, app)
         cmd = [GUST_BIN, "--port", "0", *args, self.app]
+        self.last_stderr = None
         self.stderr_path = "/tmp/gust-test-%d-%d.err" % (os.getpid(), time.monotonic_ns())
         self._stderr = open(self.stderr_path, "wb")
         full_env = dict(os.environ)
@@ -32,28 +34,57 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
                                      env=full_env, cwd=ROOT)
         self.port = None
+        self.start_line = ""
         deadline = time.monotonic() + timeout
         line = b""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            m = START_LINE.search(line.decode())
+        # Read stdout line by line without ever blocking past the deadline
+        # (a readline() on the pipe would wait forever for a line that
+        # never comes, e.g. when the start line has an unexpected form).
+        buf = b""
+        fd = self.proc.stdout.fileno()
+        started = False
+        while time.monotonic() < deadline and not started:
+            if b"\n" not in buf:
+                r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                if not r:
+                    break
+                data = os.read(fd, 4096)
+                if not data:
+                    break
+                buf += data
+                continue
+            line, buf = buf.split(b"\n", 1)
+            text = line.decode(errors="replace")
+            m = START_LINE.search(text)
             if m:
                 self.port = int(m.group(1))
-                break
-            if b"running" in line:
-                break
-        if self.port is None and not args_have_unix(args) and b"running" not in line:
+                self.start_line = text
+                started = True
+            elif "listening on" in text or " running " in text:
+                self.start_line = text
+                started = True
+        if not started:
             self.stop(check=False)
-            raise RuntimeError("gust did not start: %r\n%s" % (line, self.stderr()))
+            raise RuntimeError("gust did not start: %r\n%s" % (line, self.last_stderr))
 
     def url(self, path="/"):
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
     def stderr(self):
+        """Everything gust wrote on stderr so far (also after stop())."""
+        if self.last_stderr is not None:
+            return self.last_stderr
         with open(self.stderr_path, "rb") as f:
             return f.read().decode(errors="replace")
+
+    def wait_stderr(self, pattern, timeout=3.0):
+        """Waits until stderr matches the regex; returns the match or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.stderr())
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.05)
 
     def stop(self, check=True, sig=signal.SIGTERM, timeout=15):
         """Stops gracefully; with check, asserts exit status 0 and no
@@ -67,13 +98,15 @@ class Server:
                 self.proc.wait()
                 if check:
                     raise AssertionError("gust did not stop within %ss" % timeout)
+        if self.proc.stdout.closed:
+            return self.proc.returncode  # stopped already
         self.proc.stdout.close()
         self._stderr.close()
         err = self.stderr()
         os.unlink(self.stderr_path)
+        self.last_stderr = err
         if check:
-            if "ERROR: AddressSanitizer" in err or "runtime error:" in err or \
-                    "ERROR: LeakSanitizer" in err:
+            if has_sanitizer_report(err):
                 raise AssertionError("sanitizer report:\n" + err)
             if self.proc.returncode != 0:
                 raise AssertionError("gust exited with %s\n%s" % (self.proc.returncode, err))
@@ -85,6 +118,11 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop(check=exc[0] is None)
+
+
+def has_sanitizer_report(text):
+    return ("ERROR: AddressSanitizer" in text or "runtime error:" in text or
+            "ERROR: LeakSanitizer" in text or "SUMMARY: UndefinedBehaviorSanitizer" in text)
 
 
 def args_have_unix(args):
@@ -129,3 +167,193 @@ class GustTestCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.server.stop()
+
+
+# ---- a small HTTP/1.x response reader for raw sockets ------------------------
+
+class Response:
+    def __init__(self, version, status, reason, headers, body, raw, times=None):
+        self.version, self.status, self.reason = version, status, reason
+        self.headers = headers  # list of (name, value), as received
+        self.body, self.raw = body, raw
+        self.chunk_times = times or []  # (monotonic time, chunk data) per chunk
+
+    def header(self, name, default=None):
+        vals = self.header_list(name)
+        return vals[-1] if vals else default
+
+    def header_list(self, name):
+        n = name.lower()
+        return [v for k, v in self.headers if k.lower() == n]
+
+    def __repr__(self):
+        return "<Response %s %s %r>" % (self.status, self.headers, self.body[:200])
+
+
+class Closed(Exception):
+    """The peer closed before a complete response arrived."""
+
+
+class Conn:
+    """A raw client connection with a read buffer: send bytes, read whole
+    responses (Content-Length, chunked, or until close), detect closes."""
+
+    def __init__(self, port=None, timeout=5.0, unix=None, rcvbuf=None):
+        if unix:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(unix)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if rcvbuf:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect(("127.0.0.1", port))
+        self.buf = b""
+        self.eof = False
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _fill(self, n=65536):
+        if self.eof:
+            raise Closed("connection closed; buffered %r" % self.buf[:200])
+        try:
+            data = self.sock.recv(n)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            raise Closed("connection closed; buffered %r" % self.buf[:200])
+        self.buf += data
+        return data
+
+    def read_until(self, delim):
+        while delim not in self.buf:
+            self._fill()
+        i = self.buf.index(delim) + len(delim)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_head(self):
+        head = self.read_until(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        m = re.match(rb"(HTTP/1\.[01]) (\d{3}) ?(.*)$", lines[0])
+        if not m:
+            raise AssertionError("bad status line %r" % lines[0])
+        headers = []
+        for ln in lines[1:]:
+            k, _, v = ln.partition(b":")
+            headers.append((k.decode("latin-1"), v.strip().decode("latin-1")))
+        return m.group(1).decode(), int(m.group(2)), m.group(3).decode("latin-1"), headers, head
+
+    def read_response(self, method="GET", skip_continue=True):
+        """Reads one response. 1xx interim answers are skipped (and kept in
+        self.interim) unless skip_continue is False."""
+        self.interim = []
+        while True:
+            version, status, reason, headers, head = self.read_head()
+            if 100 <= status < 200 and status != 101 and skip_continue:
+                self.interim.append(head)
+                continue
+            break
+        r = Response(version, status, reason, headers, b"", head)
+        hmap = {k.lower(): v for k, v in headers}
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return r
+        te = hmap.get("transfer-encoding", "").lower()
+        if "chunked" in te:
+            body = []
+            while True:
+                line = self.read_until(b"\r\n")
+                r.raw += line
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    # trailers until the empty line
+                    while True:
+                        t = self.read_until(b"\r\n")
+                        r.raw += t
+                        if t == b"\r\n":
+                            break
+                    break
+                data = self.read_exact(size + 2)
+                r.raw += data
+                assert data[-2:] == b"\r\n", "chunk not followed by CRLF: %r" % data[-10:]
+                body.append(data[:-2])
+                r.chunk_times.append((time.monotonic(), data[:-2]))
+            r.body = b"".join(body)
+        elif "content-length" in hmap:
+            r.body = self.read_exact(int(hmap["content-length"]))
+            r.raw += r.body
+        else:
+            # delimited by the close of the connection
+            try:
+                while True:
+                    self._fill()
+            except Closed:
+                pass
+            r.body, self.buf = self.buf, b""
+            r.raw += r.body
+        return r
+
+    def request(self, method="GET", path="/", headers=(), body=b"", version="HTTP/1.1"):
+        hs = "".join("%s: %s\r\n" % kv for kv in headers)
+        if body and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
+            hs += "Content-Length: %d\r\n" % len(body)
+        self.send(("%s %s %s\r\nHost: 127.0.0.1\r\n%s\r\n" % (method, path, version, hs)).encode()
+                  + body)
+        return self.read_response(method)
+
+    def wait_closed(self, timeout=5.0):
+        """Returns the seconds until the peer closed (EOF or reset), or None
+        if it stayed open for `timeout`. Discards anything received."""
+        t0 = time.monotonic()
+        if self.eof:
+            return 0.0
+        self.sock.settimeout(timeout)
+        while True:
+            remaining = timeout - (time.monotonic() - t0)
+            if remaining <= 0:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                return None
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if not data:
+                self.eof = True
+                return time.monotonic() - t0
+            self.buf += data
+
+    def is_open(self, wait=0.2):
+        """True if the peer has not closed within `wait` seconds."""
+        return self.wait_closed(wait) is None
+
+
+def get(port, path, headers=None, timeout=5.0):
+    """A plain http.client GET on a new connection -> (status, headers, body)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        c.close()

@@ -57,17 +57,22 @@ function core.set_close_hook(fn)
     fake.close_hook = fn
 end
 
+-- h * 16777619 mod 2^32 in halves: a full product passes 2^53, where
+-- LuaJIT's bit operations stop being exact (and differ once JIT-compiled).
+local function mul32(h)
+    local lo, hi = band(h, 0xffff), rshift(h, 16)
+    return band(lo * 16777619 + band(hi * 16777619, 0xffff) * 65536, 0xffffffff)
+end
+
 -- FNV-1a over the input, stretched to n bytes by re-seeding per byte.
 local function digest(s, n)
-    local h = 2166136261
+    local h = band(2166136261, 0xffffffff)
     for i = 1, #s do
-        h = bxor(h, byte(s, i))
-        h = band(h * 16777619, 0xffffffff)
+        h = mul32(bxor(h, byte(s, i)))
     end
     local out = {}
     for i = 1, n do
-        h = bxor(h, i * 2654435761)
-        h = band(h * 16777619 + 12345, 0xffffffff)
+        h = mul32(bxor(h, i * 40503))
         out[i] = char(band(rshift(h, 8), 255))
     end
     return concat(out)
