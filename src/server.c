@@ -181,6 +181,7 @@ static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *
     }
     event_assign(&s->defer_ev, s->base, -1, 0, on_defer, s);
     evtimer_assign(&s->drain_ev, s->base, on_drain_timeout, s);
+    gust_timer_init(s);
     s->app_ref = s->close_hook_ref = s->request_mt_ref = LUA_NOREF;
     return s;
 }

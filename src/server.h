@@ -50,7 +50,10 @@ struct gust_server {
     gust_conn_t *conns;
     unsigned nconns;
 
-    struct gust_timer *timers; /* pending Lua timers (lua_timer.c) */
+    struct gust_timer **theap; /* pending Lua timers (lua_timer.c) */
+    size_t theap_len, theap_cap;
+    uint64_t timer_seq;
+    struct event timer_ev;
     int pool[64];              /* idle request coroutines (lua_sched.c) */
     int pool_len;
     gust_run_t *runq;
@@ -151,6 +154,7 @@ void gust_request_client_left(gust_conn_t *c);
 /* lua_timer.c, lua_crypto.c */
 void gust_timer_open(lua_State *L, gust_server_t *s);
 void gust_timer_forget_server(gust_server_t *s);
+void gust_timer_init(gust_server_t *s);
 void gust_crypto_open(lua_State *L);
 
 /* lua_core.c */
