@@ -22,7 +22,11 @@
 
 static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
                       struct sockaddr *sa, int salen, void *arg) {
-    gust_conn_accept(arg, fd, sa, salen);
+    gust_listener_t *l = arg;
+    if (l->raw)
+        gust_conn_accept_stream(l, fd, sa);
+    else
+        gust_conn_accept(l, fd, sa, salen);
 }
 
 static void on_accept_error(struct evconnlistener *lev, void *arg) {

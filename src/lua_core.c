@@ -135,6 +135,11 @@ static int core_listen(lua_State *L) {
         return 2;
     }
     gust_listener_apply_settings(l, L, 4);
+    return gust_listener_push(L, l);
+}
+
+/* Pushes the Lua handle of a new listener. */
+int gust_listener_push(lua_State *L, gust_listener_t *l) {
     struct gust_listener_handle *h = lua_newuserdata(L, sizeof *h);
     h->l = l;
     l->handle = h;
@@ -204,6 +209,8 @@ GUST_API int luaopen_gust_core(lua_State *L) {
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
     gust_timer_open(L, s);
+    gust_socket_open(L, s);
+    gust_stream_open(L, s);
     gust_crypto_open(L);
     lua_pushliteral(L, GUST_VERSION);
     lua_setfield(L, -2, "VERSION");

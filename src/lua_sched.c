@@ -113,8 +113,8 @@ void gust_sched_run_queue(gust_server_t *s) {
         luaL_unref(L, LUA_REGISTRYINDEX, run.co_ref);
         lua_State *co = lua_tothread(L, -1);
         int nargs = 0;
-        if (run.kind == GUST_RUN_START) {
-            nargs = run.n;
+        if (run.kind == GUST_RUN_START || run.kind == GUST_RUN_STACK) {
+            nargs = run.n; /* already on its stack */
         } else if (lua_status(co) != LUA_YIELD) {
             if (run.kind == GUST_RUN_VALUES)
                 luaL_unref(L, LUA_REGISTRYINDEX, run.n);

@@ -18,7 +18,10 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/dns.h>
 #include <event2/listener.h>
+
+#include "stream.h"
 #include <lauxlib.h>
 #include <lualib.h>
 
@@ -247,6 +250,10 @@ void gust_server_free(gust_server_t *s) {
     while (s->conns)
         gust_conn_close(s->conns);
     gust_conn_process_pending(s);
+    gust_stream_close_all(s);
+    gust_socket_forget_server(s);
+    if (s->dns)
+        evdns_base_free(s->dns, 0);
     if (s->base) {
         event_del(&s->defer_ev);
         event_del(&s->drain_ev);

@@ -7,6 +7,7 @@
 #define GUST_SERVER_H
 
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <lua.h>
@@ -24,11 +25,11 @@ typedef struct gust_req_handle gust_req_handle_t;
 
 /* Entries of the run queue: coroutines to start or resume on the next loop
  * iteration, never from inside another coroutine's C call. */
-enum { GUST_RUN_START, GUST_RUN_TRUE, GUST_RUN_ERR, GUST_RUN_VALUES };
+enum { GUST_RUN_START, GUST_RUN_TRUE, GUST_RUN_ERR, GUST_RUN_VALUES, GUST_RUN_STACK };
 typedef struct gust_run {
     int co_ref;      /* registry ref of the coroutine */
     int kind;        /* GUST_RUN_* */
-    int n;           /* START: args on its stack; VALUES: table ref */
+    int n;           /* START, STACK: values on its stack; VALUES: table ref */
     const char *err; /* ERR: the message (static) */
 } gust_run_t;
 
@@ -50,6 +51,9 @@ struct gust_server {
     gust_conn_t *conns;
     unsigned nconns;
 
+    struct gust_stream *streams; /* open streams (stream.c) */
+    struct gust_watcher *watchers; /* fd handlers (lua_socket.c) */
+    struct evdns_base *dns;        /* made on the first name lookup */
     struct gust_timer **theap; /* pending Lua timers (lua_timer.c) */
     size_t theap_len, theap_cap;
     uint64_t timer_seq;
@@ -75,6 +79,7 @@ struct gust_listener {
     const struct timeval *idle_tv, *header_tv, *body_tv;
     char *unix_path;
     int port;
+    int raw; /* connections go to Lua as streams (TCPServer), not HTTP */
     struct gust_listener_handle *handle;
     gust_listener_t *prev, *next;
 };
@@ -157,8 +162,17 @@ void gust_timer_forget_server(gust_server_t *s);
 void gust_timer_init(gust_server_t *s);
 void gust_crypto_open(lua_State *L);
 
+/* lua_socket.c, lua_stream.c */
+void gust_socket_open(lua_State *L, gust_server_t *s);
+void gust_socket_forget_server(gust_server_t *s);
+int gust_socket_take(lua_State *L, int idx);
+void gust_push_address(lua_State *L, const struct sockaddr *sa);
+void gust_stream_open(lua_State *L, gust_server_t *s);
+void gust_conn_accept_stream(gust_listener_t *l, int fd, const struct sockaddr *sa);
+
 /* lua_core.c */
 int luaopen_gust_core(lua_State *L);
+int gust_listener_push(lua_State *L, gust_listener_t *l);
 gust_server_t *gust_server_from_lua(lua_State *L);
 gust_server_t *gust_server_for_lua(lua_State *L);
 

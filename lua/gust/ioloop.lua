@@ -59,6 +59,24 @@ function IOLoop:remove_timeout(handle)
   end
 end
 
+-- Level-triggered fd handlers, as in Tornado: handler(fd, events) runs in
+-- a coroutine of its own each iteration the fd is ready. fd may be a
+-- number or an object with fileno() (a gust.socket).
+function IOLoop:add_handler(fd, handler, events)
+  if type(handler) ~= "function" then
+    error("bad argument #2 to 'add_handler' (function expected)", 2)
+  end
+  core.add_handler(fd, handler, events or _M.READ)
+end
+
+function IOLoop:update_handler(fd, events)
+  core.update_handler(fd, events)
+end
+
+function IOLoop:remove_handler(fd)
+  core.remove_handler(fd)
+end
+
 -- callback(...) on the next iteration, in its own coroutine.
 function IOLoop:add_callback(callback, ...)
   if type(callback) ~= "function" then

@@ -197,7 +197,7 @@ to_ms() { # wrk latency like 1.23ms / 456.00us / 1.02s / 1.50m
 }
 
 # Results: R[server,case] = space-separated per-run values
-declare -A RPS P99 CPU_US MEM
+declare -A RPS P99 CPU_US UTIL MEM
 RAW=$PREFIX/runs.txt
 : >"$RAW"
 
@@ -228,6 +228,9 @@ run_wrk() { # server pid port case duration -> sets W_* ; returns 1 on failure
         return 1
     fi
     W_CPU_US=$(awk -v t="$W_TICKS" -v hz="$CLK_TCK" -v n="$W_REQS" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
+    # share of one CPU the server used during the run: well below 100 means
+    # the server was not the bottleneck (client- or machine-bound run)
+    W_UTIL=$(awk -v t="$W_TICKS" -v hz="$CLK_TCK" -v d="$dur" 'BEGIN { printf "%.0f", t / hz / d * 100 }')
     return 0
 }
 
@@ -254,6 +257,8 @@ for srv in gust nginx; do
     curl -s -i --max-time 5 "http://127.0.0.1:${!port}${CASE_PATH[c]}" | tr -d '\r' >"$PREFIX/sample-$srv.txt" || true
 done
 if (( ${#FAILURES[@]} )); then
+    echo "--- gust stderr:" >&2; tail -n 30 "$GUST_ERR" >&2
+    echo "--- nginx error log:" >&2; tail -n 30 "$PREFIX/nginx-bench/nginx-error.log" >&2
     echo "correctness checks failed; not benchmarking" >&2
     exit 1
 fi
@@ -282,12 +287,13 @@ for c in "${CASES[@]}"; do
                 [[ $status == ok ]] && status=WARN
                 echo "WARN: $srv case $c run $r: socket errors: $W_SOCKERR" >&2
             fi
-            printf '%s case=%s run=%d requests=%s rps=%s p99_ms=%s cpu_ticks=%s cpu_us_per_req=%s non2xx=%s sockerr=%s\n' \
-                "$srv" "$c" "$r" "$W_REQS" "$W_RPS" "$W_P99" "$W_TICKS" "$W_CPU_US" \
+            printf '%s case=%s run=%d requests=%s rps=%s p99_ms=%s cpu_ticks=%s srv_cpu_pct=%s cpu_us_per_req=%s non2xx=%s sockerr=%s\n' \
+                "$srv" "$c" "$r" "$W_REQS" "$W_RPS" "$W_P99" "$W_TICKS" "$W_UTIL" "$W_CPU_US" \
                 "${W_NON2XX:-0}" "${W_SOCKERR:-none}" >>"$RAW"
             RPS[$srv,$c]+=" $W_RPS"
             P99[$srv,$c]+=" $W_P99"
             CPU_US[$srv,$c]+=" $W_CPU_US"
+            UTIL[$srv,$c]+=" $W_UTIL"
         done
     done
     kill -0 "$GUST_PID" 2>/dev/null || { fail "gust exited during case $c"; break; }
@@ -315,6 +321,8 @@ mem_test() { # server port pid -> prints kib/conn
 
 log "memory test: gust, $MEM_CONNS idle keep-alive connections"
 start_gust mem
+MEM_VARIANT=$(sed -n 's/^gust-bench: variant=//p' "$GUST_ERR" | head -n1)
+[[ $MEM_VARIANT == "$VARIANT" ]] || fail "gust app variant changed between the throughput and memory servers: '$VARIANT' vs '$MEM_VARIANT'"
 mem_test gust "$GUST_PORT" "$GUST_PID"
 GUST_MEM_ERR=$GUST_ERR
 stop_pid "$GUST_PID"
@@ -335,8 +343,8 @@ echo "nginx:      $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') + $(dpkg-quer
 echo "wrk:        $(wrk -v 2>&1 | head -n1 | awk '{ print $2 }'), -t1 -c$CONNS -d${DURATION}s --latency, pinned to CPU $CLIENT_CPU; servers pinned to CPU $SERVER_CPU"
 echo "runs:       $RUNS per case and server (after a ${WARMUP}s warm-up), medians of each column; CLK_TCK=$CLK_TCK"
 echo
-printf '%-30s %-6s %12s %10s %12s %12s\n' case server req/s p99_ms us_cpu/req gust/nginx
-printf '%-30s %-6s %12s %10s %12s %12s\n' ------------------------------ ------ ------------ ---------- ------------ ------------
+printf '%-31s %-6s %9s %8s %11s %10s %15s %8s\n' case server req/s p99_ms us_cpu/req gust/nginx "us/req min-max" srv_cpu%
+printf '%-31s %-6s %9s %8s %11s %10s %15s %8s\n' ------------------------------- ------ --------- -------- ----------- ---------- --------------- --------
 for c in "${CASES[@]}"; do
     g=$(median <<<"${CPU_US[gust,$c]:-}")
     n=$(median <<<"${CPU_US[nginx,$c]:-}")
@@ -345,12 +353,16 @@ for c in "${CASES[@]}"; do
         rps=$(median <<<"${RPS[$srv,$c]:-}")
         p99=$(median <<<"${P99[$srv,$c]:-}")
         cpu=$(median <<<"${CPU_US[$srv,$c]:-}")
+        util=$(median <<<"${UTIL[$srv,$c]:-}")
+        range=$(tr ' ' '\n' <<<"${CPU_US[$srv,$c]:-}" | grep -v '^$' | sort -g |
+            awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.2f-%.2f", lo, hi; else print "n/a" }')
         r=""; [[ $srv == gust ]] && r=$ratio
-        printf '%-30s %-6s %12.0f %10.2f %12.2f %12s\n' "($c) ${CASE_DESC[$c]}" "$srv" "$rps" "$p99" "$cpu" "$r"
+        printf '%-31s %-6s %9.0f %8.2f %11.2f %10s %15s %8.0f\n' "($c) ${CASE_DESC[$c]}" "$srv" "$rps" "$p99" "$cpu" "$r" "$range" "$util"
     done
 done
 echo
-echo "memory: VmRSS growth for $MEM_CONNS idle keep-alive connections (each completed one GET /), fresh server"
+echo "memory: VmRSS growth for $MEM_CONNS idle keep-alive connections (each completed one GET /), fresh server,"
+echo "        measured 1 s after the last response; KiB/conn = (after - before) / $MEM_CONNS"
 printf '%-6s %14s %14s %12s %8s %8s\n' server rss_before_KiB rss_after_KiB KiB/conn bad closed
 for srv in gust nginx; do
     printf '%-6s %14s %14s %12s %8s %8s\n' "$srv" "${MEM[$srv,rss_before_kib]:-?}" "${MEM[$srv,rss_after_kib]:-?}" \

@@ -58,6 +58,10 @@ announce("raw (gust.core handler; gust.web not used: "
     .. (want == "raw" and "forced by GUST_BENCH_VARIANT=raw" or
         (load_err or "?"):gsub("\n.*", "")) .. ")")
 
+-- Requiring gust.core is what registers the methods of the request handle
+-- (req:finish, ...); without it req is a bare userdata.
+require "gust.core"
+
 local find, gsub, char, tonumber, sub, match, gmatch =
     string.find, string.gsub, string.char, tonumber, string.sub, string.match, string.gmatch
 

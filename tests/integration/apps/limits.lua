@@ -11,6 +11,10 @@ local app = {settings = {
 }}
 
 return setmetatable(app, {__call = function(self, req, method, path, query)
+  if path == "/sleep" then
+    -- longer than every timeout above: a request being handled is not idle
+    core.sleep(tonumber(query:match("n=([%d.]+)")) or 1.5)
+  end
   local body = req:body()
   req:finish(200, nil, {["Content-Type"] = "text/plain"},
              string.format("%s %s body=%d sha1=%s", method, path, #body, core.hex(core.sha1(body))))

@@ -1,0 +1,335 @@
+/*
+ * stream.c -- gust_stream_t (buffered socket with callbacks) and outgoing
+ * connections (evdns lookup, non-blocking connect, timeout).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+
+#include "server.h"
+#include "stream.h"
+
+#define READ_CHUNK 65536
+
+const char gust_err_closed[] = "closed";
+
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+gust_stream_t *gust_stream_new(gust_server_t *s, int fd) {
+    gust_stream_t *st = gust_calloc(1, sizeof *st);
+    st->server = s;
+    st->fd = fd;
+    st->refs = 1;
+    st->max_buffer = 100 * 1024 * 1024;
+    st->in = evbuffer_new();
+    st->out = evbuffer_new();
+    event_assign(&st->rev, s->base, fd, EV_READ | EV_PERSIST, on_readable, st);
+    event_assign(&st->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_writable, st);
+    st->next = s->streams;
+    if (s->streams)
+        s->streams->prev = st;
+    s->streams = st;
+    st->in_list = 1;
+    return st;
+}
+
+void gust_stream_incref(gust_stream_t *st) { st->refs++; }
+
+static void unlink_stream(gust_stream_t *st) {
+    if (!st->in_list)
+        return;
+    gust_server_t *s = st->server;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        s->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    st->in_list = 0;
+}
+
+void gust_stream_close(gust_stream_t *st, const char *err) {
+    if (st->closed)
+        return;
+    st->closed = 1;
+    st->err = err ? err : gust_err_closed;
+    event_del(&st->rev);
+    event_del(&st->wev);
+    st->reading = st->writing = 0;
+    if (st->fd >= 0)
+        close(st->fd);
+    st->fd = -1;
+    unlink_stream(st);
+    if (st->on_close) {
+        gust_stream_incref(st);
+        st->on_close(st, st->arg);
+        gust_stream_free(st);
+    }
+}
+
+void gust_stream_free(gust_stream_t *st) {
+    if (!st || --st->refs > 0)
+        return;
+    st->on_close = NULL;
+    gust_stream_close(st, NULL);
+    evbuffer_free(st->in);
+    evbuffer_free(st->out);
+    gust_free(st);
+}
+
+void gust_stream_read_start(gust_stream_t *st) {
+    if (st->reading || st->closed || st->eof)
+        return;
+    st->reading = 1;
+    event_add(&st->rev, NULL);
+}
+
+void gust_stream_read_stop(gust_stream_t *st) {
+    if (!st->reading)
+        return;
+    st->reading = 0;
+    event_del(&st->rev);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg) {
+    gust_stream_t *st = arg;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
+        return;
+    ssize_t n = read(fd, v.iov_base, v.iov_len);
+    v.iov_len = n > 0 ? (size_t)n : 0;
+    evbuffer_commit_space(st->in, &v, 1);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    gust_stream_incref(st);
+    if (n < 0) {
+        gust_stream_close(st, strerror(errno));
+    } else if (n == 0) {
+        st->eof = 1;
+        gust_stream_read_stop(st);
+    } else if (evbuffer_get_length(st->in) > st->max_buffer) {
+        gust_stream_close(st, "max_buffer_size exceeded");
+    }
+    if (st->on_read)
+        st->on_read(st, st->arg);
+    gust_stream_free(st);
+}
+
+/* Writes what the socket takes; 0 when all is out. */
+static size_t flush_out(gust_stream_t *st) {
+    while (!st->closed && evbuffer_get_length(st->out) > 0) {
+        int n = evbuffer_write(st->out, st->fd);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                gust_stream_close(st, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+    }
+    return st->closed ? 0 : evbuffer_get_length(st->out);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg) {
+    gust_stream_t *st = arg;
+    gust_stream_incref(st);
+    if (flush_out(st) == 0) {
+        st->writing = 0;
+        event_del(&st->wev);
+        if (st->on_drain)
+            st->on_drain(st, st->arg);
+    }
+    gust_stream_free(st);
+}
+
+size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len) {
+    if (st->closed)
+        return 0;
+    evbuffer_add(st->out, data, len);
+    if (st->writing)
+        return evbuffer_get_length(st->out);
+    size_t left = flush_out(st);
+    if (left > 0 && !st->writing) {
+        st->writing = 1;
+        event_add(&st->wev, NULL);
+    }
+    return left;
+}
+
+size_t gust_stream_pending(const gust_stream_t *st) {
+    return st->closed ? 0 : evbuffer_get_length(st->out);
+}
+
+void gust_stream_close_all(gust_server_t *s) {
+    while (s->streams)
+        gust_stream_close(s->streams, NULL);
+}
+
+/* ---- connecting ------------------------------------------------------ */
+
+struct gust_connect {
+    gust_server_t *server;
+    char *host;
+    int port, fd;
+    unsigned starting : 1, timed_out : 1;
+    const char *deferred_err; /* a failure seen while still in gust_stream_connect */
+    char msg[GUST_ERR_LEN];
+    struct evdns_getaddrinfo_request *dns;
+    struct event ev, timer;
+    gust_connect_cb done; /* NULL once cancelled */
+    void *arg;
+};
+
+static void on_connect_timer(evutil_socket_t fd, short what, void *arg);
+
+/* Reports and frees. A failure found before gust_stream_connect returned is
+ * reported from the loop instead, so the caller always gets its handle
+ * first and the callback never runs inside the call. */
+static void connect_end(gust_connect_t *c, gust_stream_t *st, const char *err) {
+    if (c->starting) {
+        c->deferred_err = err;
+        event_del(&c->timer);
+        event_active(&c->timer, EV_TIMEOUT, 0);
+        return;
+    }
+    event_del(&c->ev);
+    event_del(&c->timer);
+    if (!st && c->fd >= 0)
+        close(c->fd);
+    gust_connect_cb done = c->done;
+    void *arg = c->arg;
+    char msg[GUST_ERR_LEN];
+    snprintf(msg, sizeof msg, "%s", err ? err : "");
+    gust_free(c->host);
+    gust_free(c);
+    if (done)
+        done(st, st ? NULL : msg, arg);
+    else if (st)
+        gust_stream_free(st);
+}
+
+static void on_connect_timer(evutil_socket_t fd, short what, void *arg) {
+    gust_connect_t *c = arg;
+    if (c->deferred_err) {
+        connect_end(c, NULL, c->deferred_err);
+        return;
+    }
+    if (c->dns) {
+        c->timed_out = 1; /* on_resolved reports it, called by the cancel */
+        evdns_getaddrinfo_cancel(c->dns);
+        return;
+    }
+    connect_end(c, NULL, "timeout");
+}
+
+static void on_connected(evutil_socket_t fd, short what, void *arg) {
+    gust_connect_t *c = arg;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        connect_end(c, NULL, err == ECONNREFUSED ? "connection refused" : strerror(err));
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    gust_stream_t *st = gust_stream_new(c->server, fd);
+    c->fd = -1;
+    connect_end(c, st, NULL);
+}
+
+static void start_connect(gust_connect_t *c, const struct sockaddr *sa, socklen_t salen) {
+    c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        connect_end(c, NULL, strerror(errno));
+        return;
+    }
+    if (connect(c->fd, sa, salen) < 0 && errno != EINPROGRESS) {
+        connect_end(c, NULL, errno == ECONNREFUSED ? "connection refused" : strerror(errno));
+        return;
+    }
+    event_assign(&c->ev, c->server->base, c->fd, EV_WRITE, on_connected, c);
+    event_add(&c->ev, NULL);
+}
+
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg) {
+    gust_connect_t *c = arg;
+    c->dns = NULL;
+    if (result != 0) {
+        if (res)
+            evutil_freeaddrinfo(res);
+        if (c->timed_out) {
+            connect_end(c, NULL, "timeout");
+        } else {
+            snprintf(c->msg, sizeof c->msg, "dns: %s: %s", c->host,
+                     evutil_gai_strerror(result));
+            connect_end(c, NULL, c->msg);
+        }
+        return;
+    }
+    start_connect(c, res->ai_addr, res->ai_addrlen);
+    evutil_freeaddrinfo(res);
+}
+
+gust_connect_t *gust_stream_connect(gust_server_t *s, const char *host, int port,
+                                    double timeout, gust_connect_cb done, void *arg) {
+    gust_connect_t *c = gust_calloc(1, sizeof *c);
+    c->server = s;
+    c->host = gust_strdup(host);
+    c->port = port;
+    c->fd = -1;
+    c->done = done;
+    c->arg = arg;
+    c->starting = 1;
+    evtimer_assign(&c->timer, s->base, on_connect_timer, c);
+    event_assign(&c->ev, s->base, -1, 0, NULL, NULL);
+    if (timeout > 0) {
+        struct timeval tv = {(time_t)timeout, (suseconds_t)((timeout - (time_t)timeout) * 1e6)};
+        evtimer_add(&c->timer, &tv);
+    }
+    /* Numeric addresses skip the resolver. */
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    char hostport[300];
+    snprintf(hostport, sizeof hostport, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    if (evutil_parse_sockaddr_port(hostport, (struct sockaddr *)&ss, &sslen) == 0) {
+        start_connect(c, (struct sockaddr *)&ss, sslen);
+    } else {
+        if (!s->dns)
+            s->dns = evdns_base_new(s->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                                 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        struct evutil_addrinfo hints;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        char service[16];
+        snprintf(service, sizeof service, "%d", port);
+        c->dns = evdns_getaddrinfo(s->dns, host, service, &hints, on_resolved, c);
+    }
+    c->starting = 0;
+    return c;
+}
+
+void gust_stream_connect_cancel(gust_connect_t *c) {
+    if (!c)
+        return;
+    c->done = NULL;
+    if (c->dns) {
+        evdns_getaddrinfo_cancel(c->dns); /* on_resolved frees c */
+        return;
+    }
+    connect_end(c, NULL, NULL);
+}

@@ -1,0 +1,65 @@
+/*
+ * stream.h -- gust_stream_t: a buffered, non-blocking byte stream over a
+ * socket, with C callbacks. The Lua IOStream (lua_stream.c) and the HTTP
+ * client sit on it; connection setup (connect with async DNS) is here too.
+ *
+ * Callbacks never free the stream: they may call gust_stream_close(), and
+ * the memory goes when the owner calls gust_stream_free() (refcounted so a
+ * callback in flight keeps it).
+ */
+#ifndef GUST_STREAM_H
+#define GUST_STREAM_H
+
+#include <stddef.h>
+
+#include <event2/event_struct.h>
+
+typedef struct gust_server gust_server_t;
+typedef struct gust_stream gust_stream_t;
+
+/* Called when input arrived, the peer closed (eof set), or an error closed
+ * the stream (closed set, err says why). */
+typedef void (*gust_stream_cb)(gust_stream_t *st, void *arg);
+
+struct gust_stream {
+    gust_server_t *server;
+    int fd;
+    int refs;
+    unsigned closed : 1, eof : 1, reading : 1, writing : 1, connecting : 1,
+        in_list : 1;
+    const char *err; /* why it closed, static */
+    struct event rev, wev, tev;
+    struct evbuffer *in, *out;
+    size_t max_buffer; /* input beyond this closes with "max_buffer_size exceeded" */
+    gust_stream_cb on_read, on_drain, on_close;
+    void *arg;
+    gust_stream_t *prev, *next; /* the server's streams */
+};
+
+/* Adopts a connected, non-blocking fd. */
+gust_stream_t *gust_stream_new(gust_server_t *s, int fd);
+void gust_stream_incref(gust_stream_t *st);
+/* Drops a reference; the last one closes and frees. NULL is a no-op. */
+void gust_stream_free(gust_stream_t *st);
+void gust_stream_close(gust_stream_t *st, const char *err);
+void gust_stream_read_start(gust_stream_t *st);
+void gust_stream_read_stop(gust_stream_t *st);
+/* Queues bytes and writes what the socket takes now; on_drain fires when
+ * the output empties after a partial write. Returns the bytes still queued. */
+size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len);
+size_t gust_stream_pending(const gust_stream_t *st);
+
+/* Connects to host:port (a name is resolved with evdns). `done` gets the
+ * stream or NULL and an error ("connection refused", "timeout", ...). */
+typedef void (*gust_connect_cb)(gust_stream_t *st, const char *err, void *arg);
+typedef struct gust_connect gust_connect_t;
+gust_connect_t *gust_stream_connect(gust_server_t *s, const char *host, int port,
+                                    double timeout, gust_connect_cb done, void *arg);
+/* Abandons a connect in progress; `done` will not be called. */
+void gust_stream_connect_cancel(gust_connect_t *c);
+
+/* The server is going away: close every stream (their owners' frees later
+ * only release memory). */
+void gust_stream_close_all(gust_server_t *s);
+
+#endif
