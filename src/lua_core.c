@@ -178,6 +178,18 @@ static int listener_gc(lua_State *L) {
     return 0;
 }
 
+/* core.config() -> {bind=, port=} as given on the command line (port 0:
+ * any free port), for scripts that open their own listeners. */
+static int core_config(lua_State *L) {
+    gust_server_t *s = upserver(L);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, s->cfg.bind);
+    lua_setfield(L, -2, "bind");
+    lua_pushinteger(L, s->cfg.port == GUST_PORT_ANY ? 0 : s->cfg.port);
+    lua_setfield(L, -2, "port");
+    return 1;
+}
+
 GUST_API int luaopen_gust_core(lua_State *L) {
     gust_server_t *s = gust_server_for_lua(L);
     static const luaL_Reg listener_methods[] = {
@@ -193,6 +205,7 @@ GUST_API int luaopen_gust_core(lua_State *L) {
         {"log_level", core_log_level},
         {"set_close_hook", core_set_close_hook},
         {"listen", core_listen},
+        {"config", core_config},
         {NULL, NULL}};
     if (luaL_newmetatable(L, LISTENER_MT)) {
         lua_newtable(L);
@@ -211,6 +224,7 @@ GUST_API int luaopen_gust_core(lua_State *L) {
     gust_timer_open(L, s);
     gust_socket_open(L, s);
     gust_stream_open(L, s);
+    gust_httpclient_open(L, s);
     gust_crypto_open(L);
     lua_pushliteral(L, GUST_VERSION);
     lua_setfield(L, -2, "VERSION");

@@ -250,6 +250,7 @@ void gust_server_free(gust_server_t *s) {
     while (s->conns)
         gust_conn_close(s->conns);
     gust_conn_process_pending(s);
+    gust_httpclient_forget_server(s);
     gust_stream_close_all(s);
     gust_socket_forget_server(s);
     if (s->dns)

@@ -54,6 +54,7 @@ struct gust_server {
     struct gust_stream *streams; /* open streams (stream.c) */
     struct gust_watcher *watchers; /* fd handlers (lua_socket.c) */
     struct evdns_base *dns;        /* made on the first name lookup */
+    struct gust_http_pool *http_pool; /* the HTTP client's idle connections */
     struct gust_timer **theap; /* pending Lua timers (lua_timer.c) */
     size_t theap_len, theap_cap;
     uint64_t timer_seq;
@@ -169,6 +170,10 @@ int gust_socket_take(lua_State *L, int idx);
 void gust_push_address(lua_State *L, const struct sockaddr *sa);
 void gust_stream_open(lua_State *L, gust_server_t *s);
 void gust_conn_accept_stream(gust_listener_t *l, int fd, const struct sockaddr *sa);
+
+/* lua_httpclient.c: the HTTP client's Lua binding and pool */
+void gust_httpclient_open(lua_State *L, gust_server_t *s);
+void gust_httpclient_forget_server(gust_server_t *s);
 
 /* lua_core.c */
 int luaopen_gust_core(lua_State *L);

@@ -115,8 +115,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     if (n < 0) {
         gust_stream_close(st, strerror(errno));
     } else if (n == 0) {
+        /* As Tornado: the peer's EOF closes the stream; what is buffered
+         * can still be read. */
         st->eof = 1;
-        gust_stream_read_stop(st);
+        gust_stream_close(st, NULL);
     } else if (evbuffer_get_length(st->in) > st->max_buffer) {
         gust_stream_close(st, "max_buffer_size exceeded");
     }

@@ -341,7 +341,7 @@ echo "gust:       $("$GUST" --version 2>&1 | head -n1) ($GUST, commit $(git -C "
 echo "gust app:   $VARIANT"
 echo "nginx:      $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') + $(dpkg-query -W -f='libnginx-mod-http-lua ${Version}' libnginx-mod-http-lua 2>/dev/null), master_process off, 1 process"
 echo "wrk:        $(wrk -v 2>&1 | head -n1 | awk '{ print $2 }'), -t1 -c$CONNS -d${DURATION}s --latency, pinned to CPU $CLIENT_CPU; servers pinned to CPU $SERVER_CPU"
-echo "runs:       $RUNS per case and server (after a ${WARMUP}s warm-up), medians of each column; CLK_TCK=$CLK_TCK"
+echo "runs:       $RUNS per case and server (after a ${WARMUP}s warm-up), medians of each column; CLK_TCK=$CLK_TCK; RLIMIT_NOFILE=$(ulimit -n)"
 echo
 printf '%-31s %-6s %9s %8s %11s %10s %15s %8s\n' case server req/s p99_ms us_cpu/req gust/nginx "us/req min-max" srv_cpu%
 printf '%-31s %-6s %9s %8s %11s %10s %15s %8s\n' ------------------------------- ------ --------- -------- ----------- ---------- --------------- --------
