@@ -89,10 +89,7 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     } else {
         strcpy(c->remote_ip, "unix");
     }
-    if (sa->sa_family != AF_UNIX) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    c->is_tcp = sa->sa_family != AF_UNIX;
     c->in = evbuffer_new();
     c->out = evbuffer_new();
     event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
@@ -179,8 +176,13 @@ void gust_conn_write(gust_conn_t *c, const void *data, size_t len) {
 }
 
 /* Half-closes and waits briefly for the peer's EOF, so that unread input
- * does not turn our last response into a reset (lingering close). */
+ * does not turn our last response into a reset (lingering close). A peer
+ * that sent nothing beyond what was answered is simply closed. */
 static void linger(gust_conn_t *c) {
+    if (!c->unread_input && evbuffer_get_length(c->in) == 0) {
+        gust_conn_close(c);
+        return;
+    }
     c->state = CONN_LINGER;
     shutdown(c->fd, SHUT_WR);
     set_reading(c, 1);
@@ -264,6 +266,7 @@ static void reject(gust_conn_t *c, int status, const char *why) {
     gust_buf_free(&b);
     gust_conn_log_access(c, status, blen);
     c->close_after = 1;
+    c->unread_input = 1; /* the rest of what it sent is never read */
     c->state = CONN_IDLE;
     evbuffer_drain(c->in, evbuffer_get_length(c->in));
     gust_conn_send(c);
@@ -319,12 +322,24 @@ static void conn_process(gust_conn_t *c) {
     }
 }
 
+/* Nagle only delays a connection's second small write, so a connection
+ * that answers once and closes never needs the setsockopt (as nginx). */
+void gust_conn_nodelay(gust_conn_t *c) {
+    if (c->nodelay || !c->is_tcp || c->state == CONN_CLOSED)
+        return;
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->nodelay = 1;
+}
+
 void gust_conn_response_done(gust_conn_t *c, int keep_alive) {
     if (c->state != CONN_HANDLING)
         return;
     gust_request_invalidate(c);
     if (!keep_alive || c->peer_eof || c->server->stopping)
         c->close_after = 1;
+    else
+        gust_conn_nodelay(c);
     gust_http_request_reset(&c->req, 0);
     c->started = c->chunked = c->sent_continue = 0;
     c->t_start = 0;

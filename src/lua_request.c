@@ -496,6 +496,7 @@ static int req_flush(lua_State *L) {
         head_finish(c, &hd, &hdrs, &b, -1, c->chunked);
         gust_buf_free(&hdrs);
         c->started = 1;
+        gust_conn_nodelay(c); /* the chunks that follow are small writes */
     } else {
         allowed = !is_head(c);
     }

@@ -204,6 +204,14 @@ gust_server_t *gust_server_new(const gust_config_t *cfg, struct event_base *base
     char buf[PATH_MAX];
     prepend_path(L, s->cfg.lua_dir ? s->cfg.lua_dir : find_lua_dir(s, buf, sizeof buf));
     gust_preload(s, "gust.core", luaopen_gust_core);
+    /* Load the core now: request handles need its metatables even when an
+     * app (a bare handler function) never requires it. */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "gust.core");
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+        gust_log(&s->log, GUST_LOG_ERROR, "gust.core: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
     return s;
 }
 

@@ -95,7 +95,7 @@ struct gust_conn {
     int state;
     unsigned peer_eof : 1, in_dispatch : 1, pending : 1, writing : 1,
         reading : 1, started : 1, chunked : 1, close_after : 1, sent_continue : 1,
-        told_left : 1;
+        told_left : 1, is_tcp : 1, nodelay : 1, unread_input : 1;
     struct event rev, wev, timer;
     struct evbuffer *in, *out;
     gust_http_request_t req;
@@ -139,6 +139,7 @@ int gust_conn_send(gust_conn_t *c); /* 1 when the output is empty */
 void gust_conn_response_done(gust_conn_t *c, int keep_alive);
 void gust_conn_process_pending(gust_server_t *s);
 void gust_conn_drain(gust_conn_t *c);
+void gust_conn_nodelay(gust_conn_t *c);
 void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes);
 
 /* lua_sched.c */
