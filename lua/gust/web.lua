@@ -639,7 +639,9 @@ function RequestHandler:flush()
     end
     -- An empty chunk would end a chunked body, so there is nothing to send.
     if buf == nil then return true end
-    return req:flush(nil, nil, nil, buf)
+    -- The core ignores status and headers once the head is out, but its
+    -- argument check still wants a status.
+    return req:flush(self._status, nil, nil, buf)
 end
 
 -- Headers that describe a body, dropped when there is none (Tornado's
@@ -668,7 +670,7 @@ function RequestHandler:finish(chunk)
         add_cookies(self)
         ok, err = req:finish(status, rawget(self, "_reason"), rawget(self, "_headers"), buf)
     else
-        ok, err = req:finish(nil, nil, nil, buf)
+        ok, err = req:finish(self._status, nil, nil, buf)
     end
     finished(self, req)
     return ok, err
@@ -685,6 +687,15 @@ function RequestHandler:_finish_with_file(path, offset, length)
     add_cookies(self)
     local ok, err = req:send_file(self._status, rawget(self, "_reason"), rawget(self, "_headers"),
                                   path, offset, length)
+    if not ok and err ~= "closed" then
+        -- Nothing went out: the file vanished or became unreadable after it
+        -- was checked. The error path answers instead.
+        self._headers_written = false
+        if find(tostring(err), "No such file", 1, true) then
+            error(HTTPError(404, "%s", tostring(err)), 0)
+        end
+        error("cannot send file: " .. tostring(err), 2)
+    end
     finished(self, req)
     return ok, err
 end
@@ -767,7 +778,7 @@ local function force_finish(self)
         self._headers_written = true
         pcall(req.finish, req, 500, nil, nil, nil)
     else
-        pcall(req.finish, req, nil, nil, nil, nil)
+        pcall(req.finish, req, self._status, nil, nil, nil)
     end
     finished(self, req)
 end

@@ -34,50 +34,48 @@ static void check_fail(const char *file, int line, const char *fmt, ...) {
     fputc('\n', stderr);
 }
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (cond)                                                            \
-            npass++;                                                         \
-        else                                                                 \
-            check_fail(__FILE__, __LINE__, "%s", #cond);                     \
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (cond)                                                                          \
+            npass++;                                                                       \
+        else                                                                               \
+            check_fail(__FILE__, __LINE__, "%s", #cond);                                   \
     } while (0)
 
-#define CHECK_INT(a, b)                                                      \
-    do {                                                                     \
-        long long a_ = (long long)(a), b_ = (long long)(b);                  \
-        if (a_ == b_)                                                        \
-            npass++;                                                         \
-        else                                                                 \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, \
-                       a_, b_);                                              \
+#define CHECK_INT(a, b)                                                                    \
+    do {                                                                                   \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                \
+        if (a_ == b_)                                                                      \
+            npass++;                                                                       \
+        else                                                                               \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);      \
     } while (0)
 
 /* A (pointer, length) span equals a NUL-terminated literal. */
-#define CHECK_SPAN(p, n, lit)                                                \
-    do {                                                                     \
-        const char *p_ = (p), *l_ = (lit);                                   \
-        size_t n_ = (n), m_ = strlen(l_);                                    \
-        if (p_ && n_ == m_ && memcmp(p_, l_, m_) == 0)                       \
-            npass++;                                                         \
-        else                                                                 \
-            check_fail(__FILE__, __LINE__, "%s: \"%.*s\" != \"%s\"", #p,     \
-                       p_ ? (int)n_ : 6, p_ ? p_ : "(null)", l_);            \
+#define CHECK_SPAN(p, n, lit)                                                              \
+    do {                                                                                   \
+        const char *p_ = (p), *l_ = (lit);                                                 \
+        size_t n_ = (n), m_ = strlen(l_);                                                  \
+        if (p_ && n_ == m_ && memcmp(p_, l_, m_) == 0)                                     \
+            npass++;                                                                       \
+        else                                                                               \
+            check_fail(__FILE__, __LINE__, "%s: \"%.*s\" != \"%s\"", #p, p_ ? (int)n_ : 6, \
+                       p_ ? p_ : "(null)", l_);                                            \
     } while (0)
 
-#define CHECK_STR(a, b)                                                      \
-    do {                                                                     \
-        const char *a_ = (a), *b_ = (b);                                     \
-        if (strcmp(a_, b_) == 0)                                             \
-            npass++;                                                         \
-        else                                                                 \
-            check_fail(__FILE__, __LINE__, "%s:\n  got  %s\n  want %s", #a,  \
-                       a_, b_);                                              \
+#define CHECK_STR(a, b)                                                                    \
+    do {                                                                                   \
+        const char *a_ = (a), *b_ = (b);                                                   \
+        if (strcmp(a_, b_) == 0)                                                           \
+            npass++;                                                                       \
+        else                                                                               \
+            check_fail(__FILE__, __LINE__, "%s:\n  got  %s\n  want %s", #a, a_, b_);       \
     } while (0)
 
-#define RUN(fn)                                                              \
-    do {                                                                     \
-        current_test = #fn;                                                  \
-        fn();                                                                \
+#define RUN(fn)                                                                            \
+    do {                                                                                   \
+        current_test = #fn;                                                                \
+        fn();                                                                              \
     } while (0)
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -161,7 +159,8 @@ static void summarize(const gust_http_request_t *r, char *out, size_t cap) {
 
 /* Parses `s` whole, then byte by byte and cut at every position, and checks
  * that every way gives the same request and consumes the same bytes. */
-static void check_split_invariant(const char *s, size_t len, const gust_http_limits_t *lim) {
+static void check_split_invariant(const char *s, size_t len,
+                                  const gust_http_limits_t *lim) {
     gust_http_request_t r;
     char want[8192], got[8192];
     gust_http_request_init(&r, lim);
@@ -355,11 +354,12 @@ static void test_pipelined(void) {
 static void test_pipelined_stream(void) {
     /* Three requests, the middle one with a body, one chunked; with a blank
      * line between two of them, which llhttp skips. */
-    static const char three[] = "GET /one HTTP/1.1\r\nHost: a\r\n\r\n"
-                                "POST /two HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\nhello"
-                                "\r\n"
-                                "PUT /three HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                "3\r\nabc\r\n0\r\n\r\n";
+    static const char three[] =
+        "GET /one HTTP/1.1\r\nHost: a\r\n\r\n"
+        "POST /two HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\nhello"
+        "\r\n"
+        "PUT /three HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3\r\nabc\r\n0\r\n\r\n";
     char want[8192], got[8192];
     parse_stream(LIT(three), 0, &big_limits, want, sizeof want);
     CHECK(strstr(want, "url=[/one]") != NULL);
@@ -430,7 +430,8 @@ static void test_chunked(void) {
 
 static void test_body_at_limit(void) {
     /* small_limits: 16 body bytes; exactly 16 is fine both ways. */
-    static const char cl[] = "POST / HTTP/1.1\r\nContent-Length: 16\r\n\r\n0123456789abcdef";
+    static const char cl[] =
+        "POST / HTTP/1.1\r\nContent-Length: 16\r\n\r\n0123456789abcdef";
     static const char ch[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                              "8\r\n01234567\r\n8\r\n89abcdef\r\n0\r\n\r\n";
     gust_http_request_t r;
@@ -568,12 +569,13 @@ static void test_header_section_too_large(void) {
             feed_steps(&r, buf, n, (size_t)step);
             st[step] = r.status;
             if (r.status == 0 && !r.complete)
-                check_fail(__FILE__, __LINE__, "vlen %zu: neither complete nor rejected", vlen);
+                check_fail(__FILE__, __LINE__, "vlen %zu: neither complete nor rejected",
+                           vlen);
             gust_http_request_free(&r);
         }
         if (st[0] != st[1])
-            check_fail(__FILE__, __LINE__, "vlen %zu: whole %d, byte by byte %d", vlen, st[0],
-                       st[1]);
+            check_fail(__FILE__, __LINE__, "vlen %zu: whole %d, byte by byte %d", vlen,
+                       st[0], st[1]);
         saw_ok |= st[0] == 0;
         saw_431 |= st[0] == 431;
     }
@@ -614,7 +616,8 @@ static void expect_400(const char *req, size_t len, int line) {
     if (used == len && r.status == 400 && r.error && !r.complete) {
         npass++;
     } else {
-        check_fail(__FILE__, line, "expected 400 for \"%.*s\": used %zu/%zu status %d complete %d",
+        check_fail(__FILE__, line,
+                   "expected 400 for \"%.*s\": used %zu/%zu status %d complete %d",
                    (int)len, req, used, len, r.status, r.complete);
     }
     gust_http_request_free(&r);
@@ -636,7 +639,8 @@ static void test_smuggling(void) {
                "5\r\nhello\r\n0\r\n\r\n");
     EXPECT_400("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
                "5\r\nhello\r\n0\r\n\r\n");
-    EXPECT_400("POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n");
+    EXPECT_400(
+        "POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n");
     /* A Transfer-Encoding other than chunked last cannot be framed. */
     EXPECT_400("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc");
 }
@@ -691,15 +695,17 @@ static void test_keep_alive(void) {
     int minor;
     CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\n\r\n", &minor), 0);
     CHECK_INT(minor, 0);
-    CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &minor), 1);
-    CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &minor), 1);
+    CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &minor),
+              1);
+    CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &minor),
+              1);
     CHECK_INT(parse_keep_alive("GET / HTTP/1.1\r\n\r\n", &minor), 1);
     CHECK_INT(minor, 1);
     CHECK_INT(parse_keep_alive("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &minor), 0);
     CHECK_INT(parse_keep_alive("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n", &minor), 0);
-    CHECK_INT(parse_keep_alive("GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n",
-                               &minor),
-              0);
+    CHECK_INT(
+        parse_keep_alive("GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n", &minor),
+        0);
     /* RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
      * framing; the server closes after it (or rejects it: -1). */
     CHECK(parse_keep_alive("POST / HTTP/1.0\r\nConnection: keep-alive\r\n"
@@ -818,7 +824,8 @@ static void test_upgrade(void) {
 
     /* CONNECT is an upgrade too. */
     gust_http_request_init(&r, &big_limits);
-    static const char conn[] = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    static const char conn[] =
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
     CHECK_INT(gust_http_request_feed(&r, LIT(conn)), sizeof conn - 1);
     CHECK(r.complete);
     CHECK(r.upgrade);
@@ -905,7 +912,8 @@ static void test_header_lookup(void) {
 }
 
 static void test_reset(void) {
-    static const char req[] = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody";
+    static const char req[] =
+        "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody";
     gust_http_request_t r;
     gust_http_request_init(&r, &big_limits);
     gust_http_request_feed(&r, LIT(req));

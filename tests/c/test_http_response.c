@@ -39,50 +39,49 @@ static void check_fail(const char *file, int line, const char *fmt, ...) {
     fputc('\n', stderr);
 }
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (cond)                                                            \
-            npass++;                                                         \
-        else                                                                 \
-            check_fail(__FILE__, __LINE__, "%s", #cond);                     \
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (cond)                                                                          \
+            npass++;                                                                       \
+        else                                                                               \
+            check_fail(__FILE__, __LINE__, "%s", #cond);                                   \
     } while (0)
 
-#define CHECK_INT(a, b)                                                      \
-    do {                                                                     \
-        long long a_ = (long long)(a), b_ = (long long)(b);                  \
-        if (a_ == b_)                                                        \
-            npass++;                                                         \
-        else                                                                 \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, \
-                       a_, b_);                                              \
+#define CHECK_INT(a, b)                                                                    \
+    do {                                                                                   \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                \
+        if (a_ == b_)                                                                      \
+            npass++;                                                                       \
+        else                                                                               \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);      \
     } while (0)
 
 /* A (pointer, length) span equals a NUL-terminated literal. */
-#define CHECK_SPAN(p, n, lit)                                                \
-    do {                                                                     \
-        const char *p_ = (p), *l_ = (lit);                                   \
-        size_t n_ = (n), m_ = strlen(l_);                                    \
-        if (p_ && n_ == m_ && memcmp(p_, l_, m_) == 0)                       \
-            npass++;                                                         \
-        else                                                                 \
-            check_fail(__FILE__, __LINE__, "%s: \"%.*s\" != \"%s\"", #p,     \
-                       p_ ? (int)n_ : 6, p_ ? p_ : "(null)", l_);            \
+#define CHECK_SPAN(p, n, lit)                                                              \
+    do {                                                                                   \
+        const char *p_ = (p), *l_ = (lit);                                                 \
+        size_t n_ = (n), m_ = strlen(l_);                                                  \
+        if (p_ && n_ == m_ && memcmp(p_, l_, m_) == 0)                                     \
+            npass++;                                                                       \
+        else                                                                               \
+            check_fail(__FILE__, __LINE__, "%s: \"%.*s\" != \"%s\"", #p, p_ ? (int)n_ : 6, \
+                       p_ ? p_ : "(null)", l_);                                            \
     } while (0)
 
-#define CHECK_STR(a, b)                                                      \
-    do {                                                                     \
-        const char *a_ = (a), *b_ = (b);                                     \
-        if (a_ && strcmp(a_, b_) == 0)                                       \
-            npass++;                                                         \
-        else                                                                 \
-            check_fail(__FILE__, __LINE__, "%s: \"%s\" != \"%s\"", #a,       \
-                       a_ ? a_ : "(null)", b_);                              \
+#define CHECK_STR(a, b)                                                                    \
+    do {                                                                                   \
+        const char *a_ = (a), *b_ = (b);                                                   \
+        if (a_ && strcmp(a_, b_) == 0)                                                     \
+            npass++;                                                                       \
+        else                                                                               \
+            check_fail(__FILE__, __LINE__, "%s: \"%s\" != \"%s\"", #a, a_ ? a_ : "(null)", \
+                       b_);                                                                \
     } while (0)
 
-#define RUN(fn)                                                              \
-    do {                                                                     \
-        current_test = #fn;                                                  \
-        fn();                                                                \
+#define RUN(fn)                                                                            \
+    do {                                                                                   \
+        current_test = #fn;                                                                \
+        fn();                                                                              \
     } while (0)
 
 /* ---- the tests -------------------------------------------------------- */
@@ -140,7 +139,8 @@ static void test_reasons(void) {
             check_fail(__FILE__, __LINE__, "reason %d: \"%s\" != \"%s\"", known[i].status,
                        got ? got : "(null)", known[i].reason);
     }
-    static const int unknown[] = {-1, 0, 1, 99, 199, 209, 299, 306, 399, 419, 499, 599, 600, 999, 1000, 20000};
+    static const int unknown[] = {-1,  0,   1,   99,  199, 209, 299,  306,
+                                  399, 419, 499, 599, 600, 999, 1000, 20000};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         if (gust_http_reason(unknown[i]) == NULL)
             npass++;
@@ -244,7 +244,8 @@ static void test_header_line(void) {
     gust_http_header_line(&b, "X-Empty", 7, "", 0);
     CHECK_SPAN(b.p, b.len, "Content-Type: text/html\r\nX-Empty: \r\n");
     gust_http_header_line(&b, "Content-Length", 14, "12345", 3);
-    CHECK_SPAN(b.p, b.len, "Content-Type: text/html\r\nX-Empty: \r\nContent-Length: 123\r\n");
+    CHECK_SPAN(b.p, b.len,
+               "Content-Type: text/html\r\nX-Empty: \r\nContent-Length: 123\r\n");
     gust_buf_free(&b);
 
     /* Many header lines: the buffer grows and keeps every byte. */
@@ -356,7 +357,8 @@ static void test_etag(void) {
     CHECK_SPAN(c, GUST_ETAG_LEN, "\"99aa06d3014798d86001c324468d497f\"");
 
     /* The digits are xxHash's canonical (big-endian) form of the hash. */
-    static const char *bodies[] = {"", "a", "hello world", "The quick brown fox jumps over the lazy dog"};
+    static const char *bodies[] = {"", "a", "hello world",
+                                   "The quick brown fox jumps over the lazy dog"};
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         size_t len = strlen(bodies[i]);
         XXH128_hash_t h = XXH3_128bits(bodies[i], len);

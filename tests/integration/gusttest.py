@@ -35,6 +35,7 @@ class Server:
                                      env=full_env, cwd=ROOT)
         self.port = None
         self.start_line = ""
+        self.lines = []  # every stdout line read up to the start line
         deadline = time.monotonic() + timeout
         line = b""
         # Read stdout line by line without ever blocking past the deadline
@@ -55,6 +56,7 @@ class Server:
                 continue
             line, buf = buf.split(b"\n", 1)
             text = line.decode(errors="replace")
+            self.lines.append(text)
             m = START_LINE.search(text)
             if m:
                 self.port = int(m.group(1))

@@ -353,6 +353,13 @@ class HTTPCoreTest(GustTestCase):
             produced3 = float(re.search(rb"chunk 3 at ([\d.]+)", rest).group(1))
             self.assertLess(got_first_at, produced3)
 
+    def test_finish_after_flush_with_nil_status(self):
+        # contract: a finish() after flush() ignores its status and headers
+        with Conn(self.port, timeout=3) as c:
+            c.send(b"GET /flush-then-finish-nil HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.body, b"first\nsecond\nlast\n")
+
     def test_flush_http10_is_close_delimited(self):
         with Conn(self.port) as c:
             c.send(b"GET /stream?n=2&delay=0.1 HTTP/1.0\r\n\r\n")
@@ -577,6 +584,16 @@ class ProcessTest(unittest.TestCase):
         finally:
             rc = s.stop()
         self.assertEqual(rc, 0)
+
+    def test_sigterm_right_after_start_line(self):
+        # A supervisor may signal as soon as it has read the start line:
+        # the signal handlers must already be in place by then.
+        codes = []
+        for _ in range(5):
+            s = Server("raw.lua")
+            s.proc.send_signal(signal.SIGTERM)
+            codes.append(s.stop(check=False))
+        self.assertEqual(codes, [0] * 5)
 
     def test_sigint_idle_exits_0(self):
         s = Server("raw.lua")

@@ -203,8 +203,16 @@ function Req:closed() return self._closed end
 
 -- The response as the client would see it, roughly: status, reason,
 -- headers (the table Lua passed), body (joined).
+-- Like the real core, a status is required even where it is ignored.
+local function check_status(status, fname)
+    if type(status) ~= "number" then
+        error("bad argument #1 to '" .. fname .. "' (number expected, got " .. type(status) .. ")", 3)
+    end
+end
+
 function Req:finish(status, reason, headers, body)
     note(self, "finish")
+    check_status(status, "finish")
     self.finish_count = self.finish_count + 1
     if self._closed or self.response then return nil, "closed" end
     if self.flushes[1] then
@@ -224,6 +232,7 @@ end
 
 function Req:flush(status, reason, headers, body)
     note(self, "flush")
+    check_status(status, "flush")
     if self._closed or self.response then return nil, "closed" end
     self.flushes[#self.flushes + 1] = { status = status, reason = reason,
                                         headers = headers, body = join(body) }
@@ -233,8 +242,12 @@ end
 
 function Req:send_file(status, reason, headers, path, offset, length)
     note(self, "send_file")
+    check_status(status, "send_file")
     self.finish_count = self.finish_count + 1
     if self._closed or self.response then return nil, "closed" end
+    local f = io.open(path, "rb")
+    if not f then return nil, path .. ": No such file or directory" end
+    f:close()
     self.response = { status = status, reason = reason, headers = headers or {},
                       body = "", file = { path = path, offset = offset, length = length } }
     return true

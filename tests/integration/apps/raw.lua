@@ -144,6 +144,14 @@ end
 
 routes["/http10-stream"] = routes["/stream"]
 
+-- The contract: after flush(), finish()'s status and headers are ignored,
+-- so nil must do (gust.web passes nil there).
+routes["/flush-then-finish-nil"] = function(req)
+  req:flush(200, nil, {["Content-Type"] = "text/plain"}, "first\n")
+  req:flush(nil, nil, nil, "second\n")
+  req:finish(nil, nil, nil, "last\n")
+end
+
 return function(req, method, path, query)
   local f = routes[path]
   if not f and path:match("^/status/%d+$") then f = routes.status end
