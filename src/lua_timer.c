@@ -23,50 +23,55 @@
 
 typedef struct gust_timer {
     gust_server_t *server; /* NULL once fired, cancelled or detached */
-    double when;           /* gust_now() deadline */
-    uint64_t seq;
-    size_t slot; /* index in the heap */
-    int self_ref; /* anchors the userdata while pending */
+    int self_ref; /* anchors the userdata while in the heap */
     int co_ref;   /* sleep: the coroutine to resume */
+    int fn_ref;   /* call_later: the callback */
+    int args_ref; /* call_later: a table of its arguments, if any */
 } gust_timer_t;
+
+/* Heap entries carry their keys, so ordering never touches the timers
+ * themselves (a million timers would otherwise cost a cache miss per
+ * comparison). A cancelled timer stays in the heap, marked, until its
+ * deadline pops it or until cancelled ones are most of the heap, as in
+ * Tornado's IOLoop. */
+struct gust_timer_slot {
+    double when;
+    uint64_t seq;
+    gust_timer_t *t;
+};
 
 /* ---- the heap ------------------------------------------------------- */
 
-static int before(const gust_timer_t *a, const gust_timer_t *b) {
+static int before(const struct gust_timer_slot *a, const struct gust_timer_slot *b) {
     return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
-static void heap_set(gust_server_t *s, size_t i, gust_timer_t *t) {
-    s->theap[i] = t;
-    t->slot = i;
-}
-
-static void sift_up(gust_server_t *s, size_t i) {
-    gust_timer_t *t = s->theap[i];
+static void sift_up(struct gust_timer_slot *h, size_t i) {
+    struct gust_timer_slot x = h[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!before(t, s->theap[parent]))
+        if (!before(&x, &h[parent]))
             break;
-        heap_set(s, i, s->theap[parent]);
+        h[i] = h[parent];
         i = parent;
     }
-    heap_set(s, i, t);
+    h[i] = x;
 }
 
-static void sift_down(gust_server_t *s, size_t i) {
-    gust_timer_t *t = s->theap[i];
+static void sift_down(struct gust_timer_slot *h, size_t n, size_t i) {
+    struct gust_timer_slot x = h[i];
     for (;;) {
         size_t child = 2 * i + 1;
-        if (child >= s->theap_len)
+        if (child >= n)
             break;
-        if (child + 1 < s->theap_len && before(s->theap[child + 1], s->theap[child]))
+        if (child + 1 < n && before(&h[child + 1], &h[child]))
             child++;
-        if (!before(s->theap[child], t))
+        if (!before(&h[child], &x))
             break;
-        heap_set(s, i, s->theap[child]);
+        h[i] = h[child];
         i = child;
     }
-    heap_set(s, i, t);
+    h[i] = x;
 }
 
 static void arm(gust_server_t *s) {
@@ -74,7 +79,7 @@ static void arm(gust_server_t *s) {
         evtimer_del(&s->timer_ev);
         return;
     }
-    double delay = s->theap[0]->when - gust_now();
+    double delay = s->theap[0].when - gust_now();
     if (delay < 0)
         delay = 0;
     struct timeval tv;
@@ -83,29 +88,43 @@ static void arm(gust_server_t *s) {
     evtimer_add(&s->timer_ev, &tv);
 }
 
-static void heap_push(gust_server_t *s, gust_timer_t *t) {
+static void heap_push(gust_server_t *s, gust_timer_t *t, double when) {
     if (s->theap_len == s->theap_cap) {
         s->theap_cap = s->theap_cap ? s->theap_cap * 2 : 64;
         s->theap = gust_realloc(s->theap, s->theap_cap * sizeof *s->theap);
     }
-    t->seq = s->timer_seq++;
-    heap_set(s, s->theap_len++, t);
-    sift_up(s, t->slot);
-    if (s->theap[0] == t)
+    struct gust_timer_slot *slot = &s->theap[s->theap_len++];
+    slot->when = when;
+    slot->seq = s->timer_seq++;
+    slot->t = t;
+    sift_up(s->theap, s->theap_len - 1);
+    if (s->theap[0].t == t)
         arm(s);
 }
 
-static void heap_remove(gust_server_t *s, gust_timer_t *t) {
-    size_t i = t->slot;
-    int was_first = i == 0;
-    gust_timer_t *last = s->theap[--s->theap_len];
-    if (last != t) {
-        heap_set(s, i, last);
-        sift_up(s, i);
-        sift_down(s, last->slot);
+static void heap_pop(gust_server_t *s) {
+    s->theap[0] = s->theap[--s->theap_len];
+    if (s->theap_len)
+        sift_down(s->theap, s->theap_len, 0);
+}
+
+/* Drops cancelled entries and rebuilds the heap (Floyd, O(n)). */
+static void heap_compact(gust_server_t *s, lua_State *L) {
+    size_t n = 0;
+    for (size_t i = 0; i < s->theap_len; i++) {
+        gust_timer_t *t = s->theap[i].t;
+        if (t->server) {
+            s->theap[n++] = s->theap[i];
+        } else {
+            luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
+            t->self_ref = LUA_NOREF;
+        }
     }
-    if (was_first)
-        arm(s);
+    s->theap_len = n;
+    s->timers_cancelled = 0;
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(s->theap, n, i);
+    arm(s);
 }
 
 /* ---- firing --------------------------------------------------------- */
@@ -126,17 +145,28 @@ static void fire(gust_server_t *s, gust_timer_t *t) {
         lua_pop(L, 2);
         return;
     }
-    /* call_later: fn(...) in a coroutine of its own. */
-    lua_getfenv(L, -1);
-    int n = (int)lua_objlen(L, -1);
-    lua_State *co = lua_newthread(L);
-    luaL_checkstack(co, n, "too many timer arguments");
-    for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, -2, i);
-        lua_xmove(L, co, 1);
+    /* call_later: fn(...) in a coroutine of its own (a recycled one when
+     * the previous callback finished without yielding). The userdata stays
+     * on the stack until its fields have been read. */
+    lua_State *co = gust_sched_thread(s);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+    t->fn_ref = LUA_NOREF;
+    int n = 0;
+    if (t->args_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->args_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, t->args_ref);
+        t->args_ref = LUA_NOREF;
+        n = (int)lua_objlen(L, -1);
+        luaL_checkstack(co, n, "too many timer arguments");
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            lua_xmove(L, co, 1);
+        }
+        lua_pop(L, 1);
     }
-    gust_sched_resume(s, co, n - 1);
-    lua_pop(L, 3);
+    gust_sched_release(s, co, gust_sched_resume(s, co, n));
+    lua_pop(L, 1);
 }
 
 /* Fires what is due now. Timers added meanwhile (a callback calling
@@ -146,15 +176,17 @@ static void on_timer_ev(evutil_socket_t fd, short what, void *arg) {
     double now = gust_now();
     uint64_t seq_limit = s->timer_seq;
     while (s->theap_len && s->L) {
-        gust_timer_t *t = s->theap[0];
-        if (t->when > now || t->seq >= seq_limit)
+        struct gust_timer_slot top = s->theap[0];
+        if (top.when > now || top.seq >= seq_limit)
             break;
-        gust_timer_t *last = s->theap[--s->theap_len];
-        if (s->theap_len) {
-            heap_set(s, 0, last);
-            sift_down(s, 0);
+        heap_pop(s);
+        if (top.t->server) {
+            fire(s, top.t);
+        } else {
+            s->timers_cancelled--;
+            luaL_unref(s->L, LUA_REGISTRYINDEX, top.t->self_ref);
+            top.t->self_ref = LUA_NOREF;
         }
-        fire(s, t);
     }
     arm(s);
 }
@@ -166,7 +198,7 @@ void gust_timer_init(gust_server_t *s) {
 /* The server is going away: pending timers forget it. */
 void gust_timer_forget_server(gust_server_t *s) {
     for (size_t i = 0; i < s->theap_len; i++)
-        s->theap[i]->server = NULL;
+        s->theap[i].t->server = NULL;
     s->theap_len = 0;
     gust_free(s->theap);
     s->theap = NULL;
@@ -179,14 +211,13 @@ void gust_timer_forget_server(gust_server_t *s) {
 static gust_timer_t *timer_new(lua_State *L, gust_server_t *s, double delay) {
     gust_timer_t *t = lua_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
-    t->self_ref = t->co_ref = LUA_NOREF;
+    t->self_ref = t->co_ref = t->fn_ref = t->args_ref = LUA_NOREF;
     luaL_getmetatable(L, TIMER_MT);
     lua_setmetatable(L, -2);
     if (!(delay > 0)) /* also NaN */
         delay = 0;
     t->server = s;
-    t->when = gust_now() + delay;
-    heap_push(s, t);
+    heap_push(s, t, gust_now() + delay);
     return t;
 }
 
@@ -208,17 +239,20 @@ static int core_call_later(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
     double delay = luaL_checknumber(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    int n = lua_gettop(L) - 1; /* fn and its arguments */
-    lua_createtable(L, n, 0);
-    for (int i = 1; i <= n; i++) {
-        lua_pushvalue(L, i + 1);
-        lua_rawseti(L, -2, i);
-    }
+    int n = lua_gettop(L) - 2;
     gust_timer_t *t = timer_new(L, s, delay);
-    lua_insert(L, -2);
-    lua_setfenv(L, -2);
     lua_pushvalue(L, -1);
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 2);
+    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (n > 0) {
+        lua_createtable(L, n, 0);
+        for (int i = 1; i <= n; i++) {
+            lua_pushvalue(L, i + 2);
+            lua_rawseti(L, -2, i);
+        }
+        t->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     return 1;
 }
 
@@ -227,10 +261,13 @@ static int timer_cancel(lua_State *L) {
     gust_timer_t *t = luaL_checkudata(L, 1, TIMER_MT);
     int pending = t->server != NULL && t->co_ref == LUA_NOREF;
     if (pending) {
-        heap_remove(t->server, t);
-        t->server = NULL;
-        luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
-        t->self_ref = LUA_NOREF;
+        gust_server_t *s = t->server;
+        t->server = NULL; /* its heap entry goes when it pops */
+        luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, t->args_ref);
+        t->fn_ref = t->args_ref = LUA_NOREF;
+        if (++s->timers_cancelled > 512 && s->timers_cancelled > s->theap_len / 2)
+            heap_compact(s, L);
     }
     lua_pushboolean(L, pending);
     return 1;

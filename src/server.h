@@ -55,8 +55,8 @@ struct gust_server {
     struct gust_watcher *watchers; /* fd handlers (lua_socket.c) */
     struct evdns_base *dns;        /* made on the first name lookup */
     struct gust_http_pool *http_pool; /* the HTTP client's idle connections */
-    struct gust_timer **theap; /* pending Lua timers (lua_timer.c) */
-    size_t theap_len, theap_cap;
+    struct gust_timer_slot *theap; /* pending Lua timers (lua_timer.c) */
+    size_t theap_len, theap_cap, timers_cancelled;
     uint64_t timer_seq;
     struct event timer_ev;
     int pool[64];              /* idle request coroutines (lua_sched.c) */

@@ -1,6 +1,13 @@
 /*
  * stream.c -- gust_stream_t (buffered socket with callbacks) and outgoing
- * connections (evdns lookup, non-blocking connect, timeout).
+ * connections (evdns lookup, non-blocking connect, timeout, and the client
+ * side of TLS: contexts, the non-blocking handshake, SNI, verification).
+ *
+ * A TLS stream differs only in how bytes cross the socket: SSL_read and
+ * SSL_write instead of read and writev. OpenSSL may need the opposite
+ * readiness to make progress (a read that must write, a write that must
+ * read); the tls_*_wants_* flags remember that so the other event resumes
+ * the stalled direction.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -10,6 +17,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <signal.h>
 
 #include <event2/buffer.h>
 #include <event2/dns.h>
@@ -22,98 +34,87 @@
 
 const char gust_err_closed[] = "closed";
 
-static void on_readable(evutil_socket_t fd, short what, void *arg);
-static void on_writable(evutil_socket_t fd, short what, void *arg);
-
-gust_stream_t *gust_stream_new(gust_server_t *s, int fd) {
-    gust_stream_t *st = gust_calloc(1, sizeof *st);
-    st->server = s;
-    st->fd = fd;
-    st->refs = 1;
-    st->max_buffer = 100 * 1024 * 1024;
-    st->in = evbuffer_new();
-    st->out = evbuffer_new();
-    event_assign(&st->rev, s->base, fd, EV_READ | EV_PERSIST, on_readable, st);
-    event_assign(&st->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_writable, st);
-    st->next = s->streams;
-    if (s->streams)
-        s->streams->prev = st;
-    s->streams = st;
-    st->in_list = 1;
-    return st;
-}
-
-void gust_stream_incref(gust_stream_t *st) { st->refs++; }
-
-static void unlink_stream(gust_stream_t *st) {
-    if (!st->in_list)
-        return;
-    gust_server_t *s = st->server;
-    if (st->prev)
-        st->prev->next = st->next;
-    else
-        s->streams = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
-    st->in_list = 0;
-}
-
-void gust_stream_close(gust_stream_t *st, const char *err) {
-    if (st->closed)
-        return;
-    st->closed = 1;
-    st->err = err ? err : gust_err_closed;
-    event_del(&st->rev);
-    event_del(&st->wev);
-    st->reading = st->writing = 0;
-    if (st->fd >= 0)
-        close(st->fd);
-    st->fd = -1;
-    unlink_stream(st);
-    if (st->on_close) {
-        gust_stream_incref(st);
-        st->on_close(st, st->arg);
-        gust_stream_free(st);
+/* SSL_read until OpenSSL needs the socket again. Returns what read() would
+ * for the last call: > 0 data, 0 end of stream, -1 with *err, or -2 when it
+ * would block (after reading some bytes or none). */
+static ssize_t tls_fill(gust_stream_t *st, const char **err) {
+    ssize_t got = 0;
+    for (;;) {
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
+            return -2;
+        ERR_clear_error();
+        int n = SSL_read(st->ssl, v.iov_base, (int)v.iov_len);
+        v.iov_len = n > 0 ? (size_t)n : 0;
+        evbuffer_commit_space(st->in, &v, 1);
+        if (n > 0) {
+            got += n;
+            if (evbuffer_get_length(st->in) > st->max_buffer)
+                return got;
+            continue;
+        }
+        switch (SSL_get_error(st->ssl, n)) {
+        case SSL_ERROR_WANT_READ:
+            return got ? got : -2;
+        case SSL_ERROR_WANT_WRITE:
+            st->tls_read_wants_write = 1;
+            event_add(&st->wev, NULL);
+            return got ? got : -2;
+        case SSL_ERROR_ZERO_RETURN:
+            return got ? got : 0;
+        case SSL_ERROR_SYSCALL:
+            if (errno == 0 || errno == ECONNRESET)
+                return got ? got : 0;
+            st->tls_dead = 1;
+            *err = strerror(errno);
+            return -1;
+        default:
+            st->tls_dead = 1;
+            *err = "tls: read failed";
+            return -1;
+        }
     }
 }
 
-void gust_stream_free(gust_stream_t *st) {
-    if (!st || --st->refs > 0)
-        return;
-    st->on_close = NULL;
-    gust_stream_close(st, NULL);
-    evbuffer_free(st->in);
-    evbuffer_free(st->out);
-    gust_free(st);
-}
-
-void gust_stream_read_start(gust_stream_t *st) {
-    if (st->reading || st->closed || st->eof)
-        return;
-    st->reading = 1;
-    event_add(&st->rev, NULL);
-}
-
-void gust_stream_read_stop(gust_stream_t *st) {
-    if (!st->reading)
-        return;
-    st->reading = 0;
-    event_del(&st->rev);
-}
+static size_t flush_out(gust_stream_t *st);
+static void arm_write(gust_stream_t *st);
 
 static void on_readable(evutil_socket_t fd, short what, void *arg) {
     gust_stream_t *st = arg;
-    struct evbuffer_iovec v;
-    if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
-        return;
-    ssize_t n = read(fd, v.iov_base, v.iov_len);
-    v.iov_len = n > 0 ? (size_t)n : 0;
-    evbuffer_commit_space(st->in, &v, 1);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
+    const char *err = NULL;
+    ssize_t n;
+    if (st->tls_write_wants_read) {
+        st->tls_write_wants_read = 0;
+        if (!st->reading)
+            event_del(&st->rev);
+        gust_stream_incref(st);
+        arm_write(st);
+        int gone = st->closed;
+        gust_stream_free(st);
+        if (gone || !st->reading)
+            return;
+    }
+    if (st->ssl) {
+        n = tls_fill(st, &err);
+        if (n == -2)
+            return;
+        if (n > 0 && st->tls_read_wants_write)
+            n = n; /* the data goes up now; the write side resumes reading */
+    } else {
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
+            return;
+        n = read(fd, v.iov_base, v.iov_len);
+        v.iov_len = n > 0 ? (size_t)n : 0;
+        evbuffer_commit_space(st->in, &v, 1);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n < 0)
+            err = strerror(errno);
+    }
     gust_stream_incref(st);
     if (n < 0) {
-        gust_stream_close(st, strerror(errno));
+        gust_stream_close(st, err);
     } else if (n == 0) {
         /* As Tornado: the peer's EOF closes the stream; what is buffered
          * can still be read. */
@@ -127,9 +128,47 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     gust_stream_free(st);
 }
 
+/* One SSL_write of the front of the output; the bytes it took, 0 to wait
+ * (the flags say for what), -1 when the stream closed. */
+static int tls_write_some(gust_stream_t *st) {
+    struct evbuffer_iovec v;
+    if (evbuffer_peek(st->out, -1, NULL, &v, 1) < 1)
+        return 0;
+    /* After WANT_*, OpenSSL wants the same call repeated. */
+    int len = st->tls_wlen ? st->tls_wlen : (int)(v.iov_len > 65536 ? 65536 : v.iov_len);
+    ERR_clear_error();
+    int n = SSL_write(st->ssl, v.iov_base, len);
+    if (n > 0) {
+        st->tls_wlen = 0;
+        evbuffer_drain(st->out, (size_t)n);
+        return n;
+    }
+    st->tls_wlen = len;
+    switch (SSL_get_error(st->ssl, n)) {
+    case SSL_ERROR_WANT_WRITE:
+        return 0;
+    case SSL_ERROR_WANT_READ:
+        st->tls_write_wants_read = 1;
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        st->tls_dead = 1;
+        gust_stream_close(st, errno ? strerror(errno) : gust_err_closed);
+        return -1;
+    default:
+        st->tls_dead = 1;
+        gust_stream_close(st, "tls: write failed");
+        return -1;
+    }
+}
+
 /* Writes what the socket takes; 0 when all is out. */
 static size_t flush_out(gust_stream_t *st) {
     while (!st->closed && evbuffer_get_length(st->out) > 0) {
+        if (st->ssl) {
+            if (tls_write_some(st) <= 0)
+                break;
+            continue;
+        }
         int n = evbuffer_write(st->out, st->fd);
         if (n < 0) {
             if (errno == EINTR)
@@ -144,15 +183,39 @@ static size_t flush_out(gust_stream_t *st) {
     return st->closed ? 0 : evbuffer_get_length(st->out);
 }
 
+/* Flushes, then waits for the readiness the rest needs: writable, or for
+ * TLS sometimes readable. on_drain fires once the output empties. */
+static void arm_write(gust_stream_t *st) {
+    if (flush_out(st) == 0) {
+        if (st->writing) {
+            st->writing = 0;
+            event_del(&st->wev);
+            if (st->on_drain)
+                st->on_drain(st, st->arg);
+        }
+        return;
+    }
+    st->writing = 1;
+    if (st->tls_write_wants_read) {
+        event_del(&st->wev); /* writable is not what it waits for */
+        event_add(&st->rev, NULL);
+    } else {
+        event_add(&st->wev, NULL);
+    }
+}
+
 static void on_writable(evutil_socket_t fd, short what, void *arg) {
     gust_stream_t *st = arg;
     gust_stream_incref(st);
-    if (flush_out(st) == 0) {
-        st->writing = 0;
-        event_del(&st->wev);
-        if (st->on_drain)
-            st->on_drain(st, st->arg);
+    if (st->tls_read_wants_write) {
+        st->tls_read_wants_write = 0;
+        if (!st->writing)
+            event_del(&st->wev);
+        if (st->reading)
+            on_readable(fd, EV_READ, st);
     }
+    if (!st->closed && st->writing)
+        arm_write(st);
     gust_stream_free(st);
 }
 
@@ -165,7 +228,10 @@ size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len) {
     size_t left = flush_out(st);
     if (left > 0 && !st->writing) {
         st->writing = 1;
-        event_add(&st->wev, NULL);
+        if (st->tls_write_wants_read)
+            event_add(&st->rev, NULL);
+        else
+            event_add(&st->wev, NULL);
     }
     return left;
 }

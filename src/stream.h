@@ -1,7 +1,10 @@
 /*
  * stream.h -- gust_stream_t: a buffered, non-blocking byte stream over a
  * socket, with C callbacks. The Lua IOStream (lua_stream.c) and the HTTP
- * client sit on it; connection setup (connect with async DNS) is here too.
+ * client sit on it; connection setup (connect with async DNS, and for
+ * outgoing TLS the OpenSSL handshake with certificate checks) is here too.
+ * A TLS stream reads and writes through its SSL object; its owners see the
+ * same plain bytes in `in` and `out`.
  *
  * Callbacks never free the stream: they may call gust_stream_close(), and
  * the memory goes when the owner calls gust_stream_free() (refcounted so a
@@ -16,6 +19,8 @@
 
 typedef struct gust_server gust_server_t;
 typedef struct gust_stream gust_stream_t;
+struct ssl_st;
+struct ssl_ctx_st;
 
 /* Called when input arrived, the peer closed (eof set), or an error closed
  * the stream (closed set, err says why). */
@@ -26,13 +31,16 @@ struct gust_stream {
     int fd;
     int refs;
     unsigned closed : 1, eof : 1, reading : 1, writing : 1, connecting : 1,
-        in_list : 1;
+        in_list : 1, tls_read_wants_write : 1, tls_write_wants_read : 1,
+        tls_dead : 1;
     const char *err; /* why it closed, static */
     struct event rev, wev, tev;
     struct evbuffer *in, *out;
     size_t max_buffer; /* input beyond this closes with "max_buffer_size exceeded" */
     gust_stream_cb on_read, on_drain, on_close;
     void *arg;
+    struct ssl_st *ssl; /* TLS: owned, freed with the stream; NULL for plain */
+    int tls_wlen;       /* length of an SSL_write to repeat after WANT_* */
     gust_stream_t *prev, *next; /* the server's streams */
 };
 
@@ -50,11 +58,34 @@ size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len);
 size_t gust_stream_pending(const gust_stream_t *st);
 
 /* Connects to host:port (a name is resolved with evdns). `done` gets the
- * stream or NULL and an error ("connection refused", "timeout", ...). */
+ * stream or NULL and an error ("connection refused", "timeout", ...). It is
+ * never called from inside gust_stream_connect(). */
 typedef void (*gust_connect_cb)(gust_stream_t *st, const char *err, void *arg);
 typedef struct gust_connect gust_connect_t;
 gust_connect_t *gust_stream_connect(gust_server_t *s, const char *host, int port,
                                     double timeout, gust_connect_cb done, void *arg);
+
+typedef struct gust_connect_opts {
+    double timeout;            /* seconds for DNS + connect + handshake; 0: none */
+    struct ssl_ctx_st *tls;    /* a context from gust_tls_client_ctx_new, or NULL */
+} gust_connect_opts_t;
+
+/* As gust_stream_connect; with opts->tls the stream is handed over only
+ * after a TLS handshake that sent `host` as SNI (not for an IP literal) and,
+ * when the context verifies, checked the peer's certificate and that it is
+ * for `host`. Errors: "tls: certificate verify failed: <OpenSSL reason>",
+ * "tls: handshake failed: <reason>", and those of a plain connect. */
+gust_connect_t *gust_stream_connect_ex(gust_server_t *s, const char *host, int port,
+                                       const gust_connect_opts_t *opts,
+                                       gust_connect_cb done, void *arg);
+
+/* A client TLS context: with `verify`, peers are checked against the system
+ * CA store plus `ca_file` (PEM, may be NULL); without, anything is accepted.
+ * Returns NULL with the reason in err. Free with gust_tls_ctx_free (SSL
+ * objects made from it hold their own reference). */
+struct ssl_ctx_st *gust_tls_client_ctx_new(int verify, const char *ca_file, char *err,
+                                           size_t errlen);
+void gust_tls_ctx_free(struct ssl_ctx_st *ctx);
 /* Abandons a connect in progress; `done` will not be called. */
 void gust_stream_connect_cancel(gust_connect_t *c);
 

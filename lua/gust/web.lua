@@ -14,7 +14,7 @@
 local _M = { _VERSION = "0.1.0" }
 
 local type, tostring, tonumber, select, error = type, tostring, tonumber, select, error
-local pairs = pairs
+local pairs, next = pairs, next
 local setmetatable, getmetatable, rawget, rawset = setmetatable, getmetatable, rawget, rawset
 local xpcall, pcall, require = xpcall, pcall, require
 local unpack = unpack or table.unpack -- luacheck: ignore 143
@@ -335,14 +335,18 @@ end
 function BUILDERS.body_arguments(r) return lazy_body(r, "body_arguments") end
 function BUILDERS.files(r) return lazy_body(r, "files") end
 
+-- Without body arguments (every GET) the query's table is the answer
+-- itself: nothing to merge, so nothing is copied.
 function BUILDERS.arguments(r)
+    local body_arguments = r.body_arguments
+    if next(body_arguments) == nil then return r.query_arguments end
     local out = {}
     for name, list in pairs(r.query_arguments) do
         local l = {}
         for i = 1, #list do l[i] = list[i] end
         out[name] = l
     end
-    for name, list in pairs(r.body_arguments) do
+    for name, list in pairs(body_arguments) do
         local l = out[name]
         if not l then l = {}; out[name] = l end
         for i = 1, #list do l[#l + 1] = list[i] end

@@ -71,6 +71,19 @@ describe("gust.core", function()
     end)
   end)
 
+  it("compacts many cancelled timers and still fires the live ones in order", function()
+    run(function()
+      local order = {}
+      local handles = {}
+      for i = 1, 2000 do handles[i] = core.call_later(0.01, function() order[#order + 1] = "x" end) end
+      core.call_later(0.02, function() order[#order + 1] = "b" end)
+      core.call_later(0.015, function() order[#order + 1] = "a" end)
+      for i = 1, 2000 do assert.is_true(handles[i]:cancel()) end
+      core.sleep(0.05)
+      assert.same({"a", "b"}, order)
+    end)
+  end)
+
   it("lets timer callbacks yield", function()
     run(function()
       local steps = {}
