@@ -207,6 +207,14 @@ typedef struct head {
 } head_t;
 
 static void head_begin(lua_State *L, gust_conn_t *c, head_t *hd) {
+    if (c->started && lua_isnoneornil(L, 2)) {
+        /* After flush() the head is out: status and headers are history. */
+        hd->status = c->resp_status;
+        hd->reason = "";
+        hd->reason_len = 0;
+        hd->keep_alive = c->req.keep_alive;
+        return;
+    }
     hd->status = luaL_checkint(L, 2);
     if (hd->status < 100 || hd->status > 999)
         luaL_argerror(L, 2, "status must be a 3-digit number");
@@ -496,6 +504,7 @@ static int req_flush(lua_State *L) {
         head_finish(c, &hd, &hdrs, &b, -1, c->chunked);
         gust_buf_free(&hdrs);
         c->started = 1;
+        c->resp_status = hd.status;
         gust_conn_nodelay(c); /* the chunks that follow are small writes */
     } else {
         allowed = !is_head(c);

@@ -102,6 +102,7 @@ struct gust_conn {
     gust_req_handle_t *handle; /* the Lua handle of the request in flight */
     int handle_ref;
     int flush_ref; /* a coroutine waiting for the output to drain */
+    int resp_status; /* once flush() sent the head */
     double t_start;
     gust_conn_t *prev, *next, *pending_next;
     char remote_ip[48];

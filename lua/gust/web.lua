@@ -23,6 +23,8 @@ local gsub, lower, match, sub = string.gsub, string.lower, string.match, string.
 local concat = table.concat
 local floor, huge = math.floor, math.huge
 local traceback = debug.traceback
+local co_running = coroutine.running
+local loaded = package.loaded
 local bxor = require("bit").bxor
 
 local core = require "gust.core"
@@ -375,6 +377,11 @@ local function on_connection_close(req)
     if not ok then
         log.error("Exception in on_connection_close: %s", take_traceback(err) or tostring(err))
     end
+    -- Long polling (DESIGN §4.5): a handler still waiting on a lock or a
+    -- queue is woken with nil, "closed", so no dead request lingers.
+    local co = rawget(handler, "_co")
+    local locks = loaded["gust.locks"]
+    if co and locks and locks.waiting(co) then locks.cancel(co, "closed") end
 end
 core.set_close_hook(on_connection_close)
 
@@ -1560,6 +1567,7 @@ local function run(app, spec, req, method, path, query, ...)
     local handler = setmetatable({ application = app, settings = app.settings,
                                    request = request, _req = req }, spec.handler_class)
     inflight[req] = handler
+    handler._co = co_running()
     return handler:_execute(spec.kwargs, method, ...)
 end
 

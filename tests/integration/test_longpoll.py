@@ -1,0 +1,61 @@
+"""Long polling (DESIGN §4.5): a handler waiting on a Condition or a Queue
+is woken with nil, "closed" when its client disconnects, even when it does
+not define on_connection_close, and a later notify reaches live waiters."""
+import http.client
+import json
+import socket
+import time
+
+from gusttest import GustTestCase
+
+
+class LongPollTest(GustTestCase):
+    app = "longpoll.lua"
+
+    def stats(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        conn.request("GET", "/stats")
+        data = json.loads(conn.getresponse().read())
+        conn.close()
+        return data
+
+    def wait_for(self, pred, timeout=5):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.stats()
+            if pred(s):
+                return s
+            time.sleep(0.02)
+        self.fail("condition not reached: %r" % self.stats())
+
+    def leave_while_waiting(self, path):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        return s
+
+    def test_disconnect_wakes_condition_and_queue_waits(self):
+        before = self.stats()
+        a = self.leave_while_waiting(b"/cond")
+        b = self.leave_while_waiting(b"/queue")
+        self.wait_for(lambda s: s["waiting"] == before["waiting"] + 2)
+        a.close()
+        b.close()
+        s = self.wait_for(lambda s: s["waiting"] == before["waiting"])
+        self.assertEqual(before["cond_closed"] + 1, s["cond_closed"])
+        self.assertEqual(before["queue_closed"] + 1, s["queue_closed"])
+
+    def test_live_waiter_still_gets_the_item_after_a_leaver(self):
+        leaver = self.leave_while_waiting(b"/queue")
+        self.wait_for(lambda s: s["waiting"] >= 1)
+        leaver.close()
+        self.wait_for(lambda s: s["waiting"] == 0)
+        live = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        live.request("GET", "/queue")
+        self.wait_for(lambda s: s["waiting"] == 1)
+        poster = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        poster.request("POST", "/notify", "item=hello",
+                       {"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(200, poster.getresponse().status)
+        resp = live.getresponse()
+        self.assertEqual(200, resp.status)
+        self.assertEqual(b"hello", resp.read())
