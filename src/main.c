@@ -4,6 +4,7 @@
  * embedding API (gust.h), exactly as a C embedder would use it.
  */
 #include <getopt.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +162,13 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     signal(SIGPIPE, SIG_IGN);
+    /* A server holds a socket per client: take all the descriptors the hard
+     * limit allows (the soft default, 1024, is a desktop's). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     static const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
         sigs[i] = evsignal_new(base, signums[i], on_signal, s);
