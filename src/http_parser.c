@@ -48,6 +48,15 @@ static int arena_add(gust_http_request_t *r, const char *at, size_t len, int low
     return 0;
 }
 
+/* Trailer fields are not kept (RFC 9110 §6.5.1) but count against the
+ * header limit so that a trailer section cannot grow without bound. */
+static int trailer_add(gust_http_request_t *r, size_t len) {
+    r->trailer_len += len;
+    if (r->arena_len + r->trailer_len > r->limits->max_header_size)
+        return fail(r, 431, "trailer section too large");
+    return 0;
+}
+
 static int on_message_begin(llhttp_t *p) {
     REQ(p)->begun = 1;
     return 0;
@@ -63,6 +72,8 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     gust_http_request_t *r = REQ(p);
+    if (r->headers_done) /* a trailer field: never merged into the headers */
+        return trailer_add(r, len);
     if (!r->in_field) {
         if (r->nheaders == GUST_MAX_HEADERS)
             return fail(r, 431, "too many headers");
@@ -83,16 +94,40 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_field_complete(llhttp_t *p) {
     gust_http_request_t *r = REQ(p);
+    if (r->headers_done)
+        return trailer_add(r, HEADER_OVERHEAD); /* once per trailer field */
     r->in_field = 0;
+    gust_http_header_t *h = &r->headers[r->nheaders - 1];
+    /* RFC 9112 §5.1: no whitespace in a field name or before the colon
+     * (llhttp rejects it only for the fields it interprets itself). */
+    if (memchr(r->arena + h->name, ' ', h->name_len) ||
+        memchr(r->arena + h->name, '\t', h->name_len))
+        return fail(r, 400, "whitespace in header name");
     r->headers[r->nheaders - 1].value = r->arena_len;
     return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     gust_http_request_t *r = REQ(p);
+    if (r->headers_done)
+        return trailer_add(r, len);
     if (arena_add(r, at, len, 0))
         return -1;
     r->headers[r->nheaders - 1].value_len += len;
+    return 0;
+}
+
+/* llhttp drops a value's leading whitespace but not its trailing one
+ * (RFC 9110 §5.5: neither is part of the value). */
+static int on_header_value_complete(llhttp_t *p) {
+    gust_http_request_t *r = REQ(p);
+    if (r->headers_done)
+        return 0;
+    gust_http_header_t *h = &r->headers[r->nheaders - 1];
+    while (h->value_len && (r->arena[h->value + h->value_len - 1] == ' ' ||
+                            r->arena[h->value + h->value_len - 1] == '\t'))
+        h->value_len--;
+    r->arena_len = h->value + h->value_len; /* the value is the arena's tail */
     return 0;
 }
 
@@ -112,6 +147,9 @@ static int on_headers_complete(llhttp_t *p) {
     r->method = llhttp_get_method(p);
     r->http_minor = llhttp_get_http_major(p) == 1 ? llhttp_get_http_minor(p) : 0;
     r->upgrade = llhttp_get_upgrade(p);
+    /* RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. */
+    if ((p->flags & F_TRANSFER_ENCODING) && r->http_minor == 0)
+        r->te_http10 = 1;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > r->limits->max_body_size)
         return fail(r, 413, "body larger than max_body_size");
     size_t n;
@@ -145,8 +183,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 static int on_message_complete(llhttp_t *p) {
     gust_http_request_t *r = REQ(p);
     r->complete = 1;
-    r->keep_alive = llhttp_should_keep_alive(p) && !r->upgrade;
-    return HPE_PAUSED; /* one request at a time: pipelined ones wait */
+    r->keep_alive = llhttp_should_keep_alive(p) && !r->upgrade && !r->te_http10;
+    /* One request at a time: pipelined ones wait. After an Upgrade llhttp
+     * pauses by itself (HPE_PAUSED_UPGRADE) and stays paused. */
+    return r->upgrade ? 0 : HPE_PAUSED;
 }
 
 static const llhttp_settings_t settings = {
@@ -155,6 +195,7 @@ static const llhttp_settings_t settings = {
     .on_header_field = on_header_field,
     .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
@@ -184,9 +225,9 @@ void gust_http_request_reset(gust_http_request_t *r, int release) {
         r->body = NULL;
         r->body_cap = 0;
     }
-    r->arena_len = r->url_len = r->nheaders = r->body_len = 0;
+    r->arena_len = r->url_len = r->nheaders = r->body_len = r->trailer_len = 0;
     r->in_field = r->in_value = r->begun = r->headers_done = r->complete = 0;
-    r->keep_alive = r->expect_continue = r->upgrade = 0;
+    r->keep_alive = r->expect_continue = r->upgrade = r->te_http10 = 0;
     if (llhttp_get_errno(&r->parser) == HPE_PAUSED)
         llhttp_resume(&r->parser);
 }
@@ -200,8 +241,8 @@ void gust_http_request_free(gust_http_request_t *r) {
 }
 
 size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len) {
-    if (r->complete || r->status)
-        return 0;
+    if (r->complete || r->status || llhttp_get_errno(&r->parser) == HPE_PAUSED_UPGRADE)
+        return 0; /* after an Upgrade the bytes are not HTTP */
     enum llhttp_errno e = llhttp_execute(&r->parser, data, len);
     if (e == HPE_OK)
         return len;
@@ -209,9 +250,8 @@ size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t l
         return (size_t)(llhttp_get_error_pos(&r->parser) - data);
     if (e == HPE_PAUSED_UPGRADE) {
         /* The bytes after an Upgrade request belong to the new protocol;
-         * until something takes the connection over, it closes after. */
-        r->complete = 1;
-        r->keep_alive = 0;
+         * until something takes the connection over, it closes after.
+         * on_message_complete has set complete and keep_alive. */
         return (size_t)(llhttp_get_error_pos(&r->parser) - data);
     }
     if (!r->status) {

@@ -38,13 +38,15 @@ typedef struct gust_http_request {
 
     char *body;
     size_t body_len, body_cap;
+    size_t trailer_len; /* trailer bytes seen, counted but not kept */
 
     int status;        /* the error status to answer with, 0 while fine */
     const char *error; /* why, for the log */
     uint8_t method;    /* llhttp_method_t */
     uint8_t http_minor;
     unsigned in_field : 1, in_value : 1, begun : 1, headers_done : 1,
-        complete : 1, keep_alive : 1, expect_continue : 1, upgrade : 1;
+        complete : 1, keep_alive : 1, expect_continue : 1, upgrade : 1,
+        te_http10 : 1;
 } gust_http_request_t;
 
 void gust_http_request_init(gust_http_request_t *r, const gust_http_limits_t *limits);

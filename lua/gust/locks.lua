@@ -43,7 +43,9 @@ local call_later, wake = core.call_later, core.wake
 -- Waiter machinery (shared with gust.queues through _M._internal).
 
 -- waiting[co] = the record of the wait co is parked in.
-local waiting = setmetatable({}, { __mode = "k" })
+-- Weak both ways: a record holds its coroutine, and weak keys alone are
+-- not ephemerons in LuaJIT, so the entry would pin a task nobody can wake.
+local waiting = setmetatable({}, { __mode = "kv" })
 
 -- A wait list is a FIFO of records in list[first .. last]; `dead` counts
 -- the records in it that a timeout or cancel has already settled.

@@ -117,6 +117,25 @@ describe("gust.core", function()
     end)
   end)
 
+  it("lets a task whose wait can never end be collected, not leaked", function()
+    local locks = require "gust.locks"
+    local weak = setmetatable({}, {__mode = "k"})
+    run(function()
+      local cond = locks.Condition()
+      core.spawn(function()
+        weak[coroutine.running()] = true
+        cond:wait()                 -- nobody will ever notify
+      end)
+      core.sleep(0.01)
+      local n = 0
+      for _ in pairs(weak) do n = n + 1 end
+      assert.equal(1, n)
+    end)
+    -- The condition (the only thing that knew the task) is gone now.
+    collectgarbage(); collectgarbage()
+    assert.is_nil(next(weak))
+  end)
+
   it("logs an error raised in a task and carries on", function()
     run(function()
       core.spawn(function() error("expected test error") end)
