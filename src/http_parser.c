@@ -147,6 +147,8 @@ static int on_headers_complete(llhttp_t *p) {
     r->method = llhttp_get_method(p);
     r->http_minor = llhttp_get_http_major(p) == 1 ? llhttp_get_http_minor(p) : 0;
     r->upgrade = llhttp_get_upgrade(p);
+    if (llhttp_get_http_major(p) != 1)
+        return fail(r, 505, "unsupported HTTP version");
     /* RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. */
     if ((p->flags & F_TRANSFER_ENCODING) && r->http_minor == 0)
         r->te_http10 = 1;
@@ -238,6 +240,8 @@ void gust_http_request_free(gust_http_request_t *r) {
     gust_free(r->body);
     r->arena = r->body = NULL;
     r->headers = NULL;
+    r->arena_cap = r->body_cap = 0;
+    r->headers_cap = 0;
 }
 
 size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len) {

@@ -105,7 +105,8 @@ void gust_http_date(time_t t, char *out) {
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     struct tm tm;
-    gmtime_r(&t, &tm);
+    if (!gmtime_r(&t, &tm))
+        gmtime_r(&(time_t){0}, &tm); /* unrepresentable: the epoch, not garbage */
     /* Written by hand: locale-free, and snprintf cannot prove the width. */
     int year = (tm.tm_year + 1900) % 10000;
     memcpy(out, days[tm.tm_wday], 3);
