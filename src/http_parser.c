@@ -96,7 +96,10 @@ static int on_header_field_complete(llhttp_t *p) {
     gust_http_request_t *r = REQ(p);
     if (r->headers_done)
         return trailer_add(r, HEADER_OVERHEAD); /* once per trailer field */
+    if (!r->in_field || r->headers[r->nheaders - 1].name_len == 0) /* ": value" */
+        return fail(r, 400, "empty header name");
     r->in_field = 0;
+    r->in_value = 1;
     gust_http_header_t *h = &r->headers[r->nheaders - 1];
     /* RFC 9112 §5.1: no whitespace in a field name or before the colon
      * (llhttp rejects it only for the fields it interprets itself). */
@@ -111,6 +114,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     gust_http_request_t *r = REQ(p);
     if (r->headers_done)
         return trailer_add(r, len);
+    if (!r->in_value)
+        return fail(r, 400, "header value without a name");
     if (arena_add(r, at, len, 0))
         return -1;
     r->headers[r->nheaders - 1].value_len += len;
@@ -123,6 +128,9 @@ static int on_header_value_complete(llhttp_t *p) {
     gust_http_request_t *r = REQ(p);
     if (r->headers_done)
         return 0;
+    if (!r->in_value)
+        return fail(r, 400, "header value without a name");
+    r->in_value = 0;
     gust_http_header_t *h = &r->headers[r->nheaders - 1];
     while (h->value_len && (r->arena[h->value + h->value_len - 1] == ' ' ||
                             r->arena[h->value + h->value_len - 1] == '\t'))
@@ -147,6 +155,8 @@ static int on_headers_complete(llhttp_t *p) {
     r->method = llhttp_get_method(p);
     r->http_minor = llhttp_get_http_major(p) == 1 ? llhttp_get_http_minor(p) : 0;
     r->upgrade = llhttp_get_upgrade(p);
+    if (llhttp_get_http_major(p) == 0)
+        return fail(r, 400, "HTTP/0.9 request line");
     if (llhttp_get_http_major(p) != 1)
         return fail(r, 505, "unsupported HTTP version");
     /* RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. */
@@ -164,8 +174,22 @@ static int on_headers_complete(llhttp_t *p) {
     return 0;
 }
 
+/* Checks the CRLF owed after chunk data against the bytes [data, end). */
+static int check_chunk_crlf(gust_http_request_t *r, const char *data, const char *end) {
+    while (r->crlf_need && r->crlf_at >= data && r->crlf_at < end) {
+        if (*r->crlf_at != (r->crlf_need == 2 ? '\r' : '\n'))
+            return fail(r, 400, "chunk data not followed by CRLF");
+        r->crlf_at++;
+        r->crlf_need--;
+    }
+    return 0;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t len) {
     gust_http_request_t *r = REQ(p);
+    /* The previous chunk's CRLF lies between it and this data. */
+    if (r->crlf_need && check_chunk_crlf(r, r->crlf_at, at))
+        return -1;
     if (r->body_len + len > r->limits->max_body_size)
         return fail(r, 413, "body larger than max_body_size");
     if (r->body_cap - r->body_len < len) {
@@ -179,8 +203,15 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     }
     memcpy(r->body + r->body_len, at, len);
     r->body_len += len;
+    /* llhttp 8 skips the two bytes after a chunk's data without looking at
+     * them; feed() checks they are CRLF (no "5\r\nhelloXX" smuggling). */
+    if ((p->flags & F_CHUNKED) && p->content_length == 0) {
+        r->crlf_need = 2;
+        r->crlf_at = at + len;
+    }
     return 0;
 }
+
 
 static int on_message_complete(llhttp_t *p) {
     gust_http_request_t *r = REQ(p);
@@ -228,6 +259,7 @@ void gust_http_request_reset(gust_http_request_t *r, int release) {
         r->body_cap = 0;
     }
     r->arena_len = r->url_len = r->nheaders = r->body_len = r->trailer_len = 0;
+    r->crlf_need = 0;
     r->in_field = r->in_value = r->begun = r->headers_done = r->complete = 0;
     r->keep_alive = r->expect_continue = r->upgrade = r->te_http10 = 0;
     if (llhttp_get_errno(&r->parser) == HPE_PAUSED)
@@ -247,7 +279,13 @@ void gust_http_request_free(gust_http_request_t *r) {
 size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len) {
     if (r->complete || r->status || llhttp_get_errno(&r->parser) == HPE_PAUSED_UPGRADE)
         return 0; /* after an Upgrade the bytes are not HTTP */
+    if (r->crlf_need) /* owed from the previous buffer */
+        r->crlf_at = data;
     enum llhttp_errno e = llhttp_execute(&r->parser, data, len);
+    if (r->crlf_need && check_chunk_crlf(r, data, data + len)) {
+        r->complete = 0;
+        return len;
+    }
     if (e == HPE_OK)
         return len;
     if (e == HPE_PAUSED && r->complete)

@@ -39,6 +39,8 @@ typedef struct gust_http_request {
     char *body;
     size_t body_len, body_cap;
     size_t trailer_len; /* trailer bytes seen, counted but not kept */
+    const char *crlf_at; /* where the CRLF owed after chunk data starts */
+    int crlf_need;       /* bytes of it not yet checked */
 
     int status;        /* the error status to answer with, 0 while fine */
     const char *error; /* why, for the log */

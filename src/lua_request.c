@@ -83,7 +83,10 @@ void gust_request_dispatch(gust_conn_t *c) {
     int rc = gust_sched_resume(s, co, 4);
     c->in_dispatch = 0;
     gust_sched_release(s, co, rc);
-    if (rc != 0 && rc != LUA_YIELD && c->handle == h && !c->started) {
+    if (rc != 0 && rc != LUA_YIELD && c->handle == h && c->started) {
+        /* Failed mid-stream: the only honest end is a cut connection. */
+        gust_conn_close(c);
+    } else if (rc != 0 && rc != LUA_YIELD && c->handle == h) {
         /* The framework itself failed: answer rather than hang. */
         static const char body[] = "<html><title>500: Internal Server Error</title>"
                                    "<body>500: Internal Server Error</body></html>";
@@ -204,6 +207,8 @@ typedef struct head {
     const char *reason;
     int keep_alive;
     int has_ct, has_server, has_date;
+    const char *user_length; /* the handler's Content-Length, honoured for HEAD */
+    size_t user_length_len;
 } head_t;
 
 static void head_begin(lua_State *L, gust_conn_t *c, head_t *hd) {
@@ -227,6 +232,7 @@ static void head_begin(lua_State *L, gust_conn_t *c, head_t *hd) {
     }
     hd->keep_alive = c->req.keep_alive;
     hd->has_ct = hd->has_server = hd->has_date = 0;
+    hd->user_length = NULL;
 }
 
 static int name_is(const char *name, size_t n, const char *lit, size_t litlen) {
@@ -247,8 +253,12 @@ static void head_user_headers(lua_State *L, int idx, gust_buf_t *b, head_t *hd) 
             luaL_error(L, "header names must be strings");
         if (name_is(name, n, "Content-Length", 14) ||
             name_is(name, n, "Transfer-Encoding", 17)) {
+            /* Framing is ours: a wrong length would break the stream. A HEAD
+             * answer has no body to get wrong, so its handler may say. */
+            if (n == 14 && lua_type(L, -1) != LUA_TTABLE)
+                hd->user_length = lua_tolstring(L, -1, &hd->user_length_len);
             lua_pop(L, 1);
-            continue; /* framing is ours: a wrong length would break the stream */
+            continue;
         }
         if (name_is(name, n, "Connection", 10)) {
             const char *v = lua_tostring(L, -1);
@@ -297,6 +307,9 @@ static void head_finish(gust_conn_t *c, head_t *hd, gust_buf_t *hdrs, gust_buf_t
         gust_buf_addlit(out, "Content-Type: text/html; charset=UTF-8\r\n");
     if (chunked) {
         gust_buf_addlit(out, "Transfer-Encoding: chunked\r\n");
+    } else if (hd->user_length && c->req.method == HTTP_HEAD) {
+        gust_http_header_line(out, "Content-Length", 14, hd->user_length,
+                              hd->user_length_len);
     } else if (content_length >= 0 && has_body) {
         char num[24];
         int n = snprintf(num, sizeof num, "%lld", content_length);

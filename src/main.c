@@ -147,6 +147,20 @@ int main(int argc, char **argv) {
     }
     if (workers != 1)
         fprintf(stderr, "gust: --workers %d: this build runs one worker\n", workers);
+    /* Signals first: a client that sees the start line may stop us at once. */
+    signal(SIGPIPE, SIG_IGN);
+    /* A server holds a socket per client: take all the descriptors the hard
+     * limit allows (the soft default, 1024, is a desktop's). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    static const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        sigs[i] = evsignal_new(base, signums[i], on_signal, s);
+        event_add(sigs[i], NULL);
+    }
     if (gust_has_app(s)) {
         if (gust_listen(s, NULL, 0) != 0)
             goto done;
@@ -161,19 +175,6 @@ int main(int argc, char **argv) {
     }
     fflush(stdout);
 
-    signal(SIGPIPE, SIG_IGN);
-    /* A server holds a socket per client: take all the descriptors the hard
-     * limit allows (the soft default, 1024, is a desktop's). */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    static const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
-    for (int i = 0; i < 3; i++) {
-        sigs[i] = evsignal_new(base, signums[i], on_signal, s);
-        event_add(sigs[i], NULL);
-    }
     rc = gust_run(s) == 0 ? 0 : 1;
 done:
     gust_server_free(s);

@@ -645,6 +645,39 @@ static void test_smuggling(void) {
     EXPECT_400("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc");
 }
 
+/* Chunk data must be followed by CRLF; llhttp 8 only skips two bytes, so
+ * the parser checks them itself, also when they arrive separately. */
+static void test_chunk_crlf(void) {
+    EXPECT_400("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n");
+    EXPECT_400("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "5\r\nhello\r\n5\r\nworldXX0\r\n\r\n");
+    EXPECT_400("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "5\r\nhello\rX5\r\nworld\r\n0\r\n\r\n");
+    static const char good[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    for (size_t step = 1; step <= sizeof good; step++) {
+        gust_http_request_t r;
+        gust_http_request_init(&r, &big_limits);
+        feed_steps(&r, good, sizeof good - 1, step);
+        CHECK_INT(r.status, 0);
+        CHECK(r.complete);
+        CHECK_SPAN(r.body, r.body_len, "hello world");
+        gust_http_request_free(&r);
+    }
+}
+
+/* Names must be non-empty tokens; versions other than 1.x are refused. */
+static void test_names_and_versions(void) {
+    EXPECT_400("GET / HTTP/1.1\r\nHost: x\r\n: novalue\r\n\r\n");
+    EXPECT_400("GET / HTTP/1.1\r\n: novalue\r\n\r\n");
+    EXPECT_400("GET /hello\r\n\r\n");
+    gust_http_request_t r;
+    gust_http_request_init(&r, &big_limits);
+    gust_http_request_feed(&r, LIT("GET / HTTP/2.0\r\nHost: x\r\n\r\n"));
+    CHECK_INT(r.status, 505);
+    gust_http_request_free(&r);
+}
+
 static void test_bad_content_length(void) {
     EXPECT_400("POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n");
     EXPECT_400("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n");
@@ -1008,6 +1041,8 @@ int main(void) {
     RUN(test_keep_alive);
     RUN(test_expect);
     RUN(test_value_whitespace);
+    RUN(test_chunk_crlf);
+    RUN(test_names_and_versions);
     RUN(test_upgrade);
     RUN(test_upgrade_then_reset);
     RUN(test_trailers_not_headers);
