@@ -78,9 +78,11 @@ void gust_request_dispatch(gust_conn_t *c) {
         lua_pushlstring(co, q + 1, end - q - 1);
     else
         lua_pushliteral(co, "");
+    /* The body's length lets the framework skip req:body() when it is 0. */
+    lua_pushinteger(co, (lua_Integer)r->body_len);
 
     c->in_dispatch = 1;
-    int rc = gust_sched_resume(s, co, 4);
+    int rc = gust_sched_resume(s, co, 5);
     c->in_dispatch = 0;
     gust_sched_release(s, co, rc);
     if (rc != 0 && rc != LUA_YIELD && c->handle == h && c->started) {

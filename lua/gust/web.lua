@@ -253,7 +253,11 @@ local function is_valid_ip(ip)
 end
 _M._is_valid_ip = is_valid_ip
 
+local SPACE = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
+
 local function trim(s)
+    -- Most values have nothing to strip: two byte checks instead of a match.
+    if not SPACE[byte(s, 1)] and not SPACE[byte(s, -1)] then return s end
     return match(s, "^%s*(.*%S)") or ""
 end
 
@@ -314,7 +318,9 @@ function BUILDERS.query_arguments(r) return httputil.parse_qs(r.query) end
 local function parse_body(r)
     local args, files = {}, {}
     local ok, err = true, nil
-    local body = r.body
+    -- The core passes the body length, so a bodiless request never asks it
+    -- for the body or the headers.
+    local body = r._body_len ~= 0 and r.body or ""
     if body ~= "" then
         local ctype = r.headers["Content-Type"]
         if ctype then
@@ -429,6 +435,31 @@ function RequestHandler.extend(base, proto)
     local cls = class.extend(base, proto)
     cls.__index = handler_index(cls)
     return cls
+end
+
+-- The metatable a request's handler gets. An __index function costs a call
+-- on every method and default-field lookup, so a class that cannot have a
+-- current_user (it keeps the default get_current_user) gets a flattened
+-- copy of its class chain as a plain table; the copy's `super` keeps
+-- is_instance() true. Made once per route, at its first request, so methods
+-- must be defined before the app serves (as they are in practice).
+local function instance_mt(cls)
+    if cls.get_current_user ~= RequestHandler.get_current_user then
+        return cls
+    end
+    local chain = {}
+    local c = cls
+    while c ~= nil do
+        chain[#chain + 1] = c
+        c = rawget(c, "super")
+    end
+    local mt = {}
+    for i = #chain, 1, -1 do
+        for k, v in pairs(chain[i]) do mt[k] = v end
+    end
+    mt.__index = mt
+    mt.super = cls
+    return mt
 end
 
 -- Hooks a subclass overrides.
@@ -1561,27 +1592,32 @@ local function decode(cap)
     return cap
 end
 
-local function run(app, spec, req, method, path, query, ...)
+local function run(app, spec, req, method, path, query, body_len, ...)
     local request = setmetatable({ _req = req, _app = app, method = method,
-                                   path = path, query = query or "" }, Request)
+                                   path = path, query = query or "",
+                                   _body_len = body_len }, Request)
+    local mt = spec.mt
+    if mt == nil then
+        mt = instance_mt(spec.handler_class)
+        spec.mt = mt
+    end
     local handler = setmetatable({ application = app, settings = app.settings,
-                                   request = request, _req = req }, spec.handler_class)
+                                   request = request, _req = req, _co = co_running() }, mt)
     inflight[req] = handler
-    handler._co = co_running()
     return handler:_execute(spec.kwargs, method, ...)
 end
 
 -- Two or more captures: decoded into a table only on this rarer path.
-local function run_captures(app, spec, req, method, path, query, first, ...)
+local function run_captures(app, spec, req, method, path, query, body_len, first, ...)
     if first == nil then return false end
     local caps = { first, ... }
     for i = 1, spec.ncaps do caps[i] = decode(caps[i]) end
-    run(app, spec, req, method, path, query, unpack(caps, 1, spec.ncaps))
+    run(app, spec, req, method, path, query, body_len, unpack(caps, 1, spec.ncaps))
     return true
 end
 
 -- What the core calls, in a fresh coroutine, for every request.
-function Application:__call(req, method, path, query)
+function Application:__call(req, method, path, query, body_len)
     local lit = self._literals[path]
     local limit = lit and lit.index or huge
     local patterns = self._patterns
@@ -1591,16 +1627,16 @@ function Application:__call(req, method, path, query)
         if spec.index > limit then break end
         local ncaps = spec.ncaps
         if ncaps == 0 then
-            if find(path, spec.regex) then return run(self, spec, req, method, path, query) end
+            if find(path, spec.regex) then return run(self, spec, req, method, path, query, body_len) end
         elseif ncaps == 1 then
             local cap = match(path, spec.regex)
-            if cap ~= nil then return run(self, spec, req, method, path, query, decode(cap)) end
-        elseif run_captures(self, spec, req, method, path, query, match(path, spec.regex)) then
+            if cap ~= nil then return run(self, spec, req, method, path, query, body_len, decode(cap)) end
+        elseif run_captures(self, spec, req, method, path, query, body_len, match(path, spec.regex)) then
             return
         end
     end
-    if lit then return run(self, lit, req, method, path, query) end
-    return run(self, self._default_spec, req, method, path, query)
+    if lit then return run(self, lit, req, method, path, query, body_len) end
+    return run(self, self._default_spec, req, method, path, query, body_len)
 end
 
 _M.Application = Application
