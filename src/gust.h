@@ -107,6 +107,22 @@ GUST_API int gust_has_app(gust_server_t *s);
 GUST_API int gust_listen(gust_server_t *s, const char *addr, int port);
 
 /**
+ * Serves the loaded app on a socket the caller bound (a pre-forking master
+ * binds once and each worker listens on the inherited fd). Takes ownership
+ * of `fd`.
+ * @return 0, or -1 (the reason is logged)
+ */
+GUST_API int gust_listen_fd(gust_server_t *s, int fd);
+
+/**
+ * Binds a listening socket without a server: addr "unix:/path" or an
+ * address, port 0 for any free one (the chosen port goes to *bound_port, -1
+ * for Unix sockets).
+ * @return the fd, or -1 with the reason in err
+ */
+GUST_API int gust_bind(const char *addr, int port, int *bound_port, char *err, size_t errlen);
+
+/**
  * The port of the first TCP listener (useful with GUST_PORT_ANY), or -1.
  */
 GUST_API int gust_port(gust_server_t *s);

@@ -143,28 +143,38 @@ static int bind_tcp(const char *addr, int port, int *bound_port, char *err, size
     return fd;
 }
 
-gust_listener_t *gust_listener_new(gust_server_t *s, const char *addr, int port,
-                                   int handler_ref, char *err, size_t errlen) {
+/* Binds addr:port ("unix:/path" for a Unix socket) without listening yet;
+ * the master does this once and its workers listen on the inherited fd. */
+int gust_bind(const char *addr, int port, int *bound_port, char *err, size_t errlen) {
+    if (addr && strncmp(addr, "unix:", 5) == 0) {
+        *bound_port = -1;
+        return bind_unix(addr + 5, err, errlen);
+    }
+    return bind_tcp(addr, port, bound_port, err, errlen);
+}
+
+gust_listener_t *gust_listener_adopt(gust_server_t *s, int fd, int handler_ref, char *err,
+                                     size_t errlen) {
     gust_listener_t *l = gust_calloc(1, sizeof *l);
     l->server = s;
     l->handler_ref = handler_ref;
     l->refs = 1;
-    int fd;
-    if (addr && strncmp(addr, "unix:", 5) == 0) {
-        l->unix_path = gust_strdup(addr + 5);
-        fd = bind_unix(l->unix_path, err, errlen);
-        l->port = -1;
-    } else {
-        fd = bind_tcp(addr, port, &l->port, err, errlen);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    l->port = -1;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            l->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
-    if (fd < 0)
-        goto err;
+    evutil_make_socket_nonblocking(fd);
     l->lev = evconnlistener_new(s->base, on_accept, l,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024, fd);
     if (!l->lev) {
         snprintf(err, errlen, "listen: %s", strerror(errno));
-        close(fd);
-        goto err;
+        gust_free(l);
+        return NULL;
     }
     evconnlistener_set_error_cb(l->lev, on_accept_error);
     set_limits(l, s->cfg.max_body_size, s->cfg.max_header_size,
@@ -174,10 +184,22 @@ gust_listener_t *gust_listener_new(gust_server_t *s, const char *addr, int port,
         s->listeners->prev = l;
     s->listeners = l;
     return l;
-err:
-    gust_free(l->unix_path);
-    gust_free(l);
-    return NULL;
+}
+
+gust_listener_t *gust_listener_new(gust_server_t *s, const char *addr, int port,
+                                   int handler_ref, char *err, size_t errlen) {
+    int bound;
+    int fd = gust_bind(addr, port, &bound, err, errlen);
+    if (fd < 0)
+        return NULL;
+    gust_listener_t *l = gust_listener_adopt(s, fd, handler_ref, err, errlen);
+    if (!l) {
+        close(fd);
+        return NULL;
+    }
+    if (addr && strncmp(addr, "unix:", 5) == 0)
+        l->unix_path = gust_strdup(addr + 5); /* ours to unlink on close */
+    return l;
 }
 
 /* Stops listening; the struct lives on until its connections are gone. */

@@ -241,6 +241,33 @@ static int name_is(const char *name, size_t n, const char *lit, size_t litlen) {
     return n == litlen && strncasecmp(name, lit, n) == 0;
 }
 
+/* Raises on a malformed headers table, before the caller takes any
+ * reference, buffer or file it would otherwise leak (lua_error longjmps). */
+static void check_headers(lua_State *L, int idx) {
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "header names must be strings");
+        int t = lua_type(L, -1);
+        if (t == LUA_TTABLE) {
+            int len = (int)lua_objlen(L, -1);
+            for (int i = 1; i <= len; i++) {
+                lua_rawgeti(L, -1, i);
+                int vt = lua_type(L, -1);
+                if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
+                    luaL_error(L, "header %s: values must be strings", lua_tostring(L, -4));
+                lua_pop(L, 1);
+            }
+        } else if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+            luaL_error(L, "header %s: value must be a string", lua_tostring(L, -2));
+        }
+        lua_pop(L, 1);
+    }
+}
+
 /* Appends the handler's headers (table at idx), noting the ones the core
  * would otherwise add and skipping the framing ones it owns. */
 static void head_user_headers(lua_State *L, int idx, gust_buf_t *b, head_t *hd) {
@@ -427,6 +454,7 @@ static int req_finish(lua_State *L) {
         return closed(L);
     head_t hd;
     head_begin(L, c, &hd);
+    check_headers(L, 4);
     const char *single;
     size_t len = body_length(L, 5, &single);
     char storage[4096], hstorage[1024];
@@ -495,6 +523,8 @@ static int req_flush(lua_State *L) {
     gust_conn_t *c = check_conn(L);
     if (!c)
         return closed(L);
+    if (!c->started)
+        check_headers(L, 4);
     const char *single;
     size_t len = body_length(L, 5, &single);
     char storage[4096];
@@ -559,6 +589,7 @@ static int req_send_file(lua_State *L) {
     lua_Number offset = luaL_checknumber(L, 6), length = luaL_checknumber(L, 7);
     if (c->started)
         return luaL_error(L, "send_file after flush");
+    check_headers(L, 4);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         lua_pushnil(L);

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 
 #include "gust.h"
+#include "master.h"
 
 static void usage(FILE *f) {
     fputs("usage: gust [OPTIONS] APP.lua\n"
@@ -68,18 +68,27 @@ static int parse_int(const char *s, const char *what, long lo, long hi) {
     return (int)v;
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg) {
-    if (sig == SIGHUP) {
-        fprintf(stderr, "gust: SIGHUP: reload is not available in this build yet\n");
-        return;
+/* --check: load the app in this process (it serves nothing), like nginx -t. */
+static int check_app(const gust_config_t *cfg, const char *app) {
+    gust_server_t *s = gust_server_new(cfg, NULL);
+    if (!s) {
+        fprintf(stderr, "gust: cannot create the server\n");
+        return 1;
     }
-    gust_stop(arg); /* a second signal stops at once */
+    char err[4096];
+    int rc = gust_load_app(s, app, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "gust: %s\n", err);
+    else
+        fprintf(stderr, "gust: %s: ok\n", app);
+    gust_server_free(s);
+    return rc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
     gust_config_t cfg;
     gust_config_init(&cfg);
-    int check = 0, workers = 1, opt;
+    int check = 0, workers = 1, reload = 0, opt;
     char unix_addr[4096] = "";
     const char *unsupported = NULL;
 
@@ -105,7 +114,7 @@ int main(int argc, char **argv) {
         case OPT_DRAIN: cfg.drain_timeout = atof(optarg); break;
         case OPT_CHECK: check = 1; break;
         case OPT_BLOCK_WARN: parse_int(optarg, "block-warn", 1, 1000000); break;
-        case OPT_RELOAD: unsupported = "--reload"; break;
+        case OPT_RELOAD: reload = 1; break;
         case OPT_TLS_CERT:
         case OPT_TLS_KEY: unsupported = "--tls-cert/--tls-key"; break;
         case OPT_REDIS: unsupported = "--redis"; break;
@@ -126,28 +135,13 @@ int main(int argc, char **argv) {
     const char *app = argv[optind];
     if (*unix_addr)
         cfg.bind = unix_addr;
+    if (workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = n > 0 ? (int)n : 1;
+    }
+    if (check)
+        return check_app(&cfg, app);
 
-    struct event_base *base = event_base_new();
-    gust_server_t *s = base ? gust_server_new(&cfg, base) : NULL;
-    if (!s) {
-        fprintf(stderr, "gust: cannot create the server\n");
-        return 1;
-    }
-    int rc = 1;
-    struct event *sigs[3] = {NULL, NULL, NULL};
-    char err[4096];
-    if (gust_load_app(s, app, err, sizeof err) != 0) {
-        fprintf(stderr, "gust: %s\n", err);
-        goto done;
-    }
-    if (check) {
-        fprintf(stderr, "gust: %s: ok\n", app);
-        rc = 0;
-        goto done;
-    }
-    if (workers != 1)
-        fprintf(stderr, "gust: --workers %d: this build runs one worker\n", workers);
-    /* Signals first: a client that sees the start line may stop us at once. */
     signal(SIGPIPE, SIG_IGN);
     /* A server holds a socket per client: take all the descriptors the hard
      * limit allows (the soft default, 1024, is a desktop's). */
@@ -156,31 +150,6 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    static const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
-    for (int i = 0; i < 3; i++) {
-        sigs[i] = evsignal_new(base, signums[i], on_signal, s);
-        event_add(sigs[i], NULL);
-    }
-    if (gust_has_app(s)) {
-        if (gust_listen(s, NULL, 0) != 0)
-            goto done;
-        if (*unix_addr)
-            printf("gust %s listening on %s (1 worker)\n", GUST_VERSION, unix_addr);
-        else
-            printf(strchr(cfg.bind, ':') ? "gust %s listening on http://[%s]:%d (1 worker)\n"
-                                         : "gust %s listening on http://%s:%d (1 worker)\n",
-                   GUST_VERSION, cfg.bind, gust_port(s));
-    } else {
-        printf("gust %s running %s (1 worker)\n", GUST_VERSION, app);
-    }
-    fflush(stdout);
-
-    rc = gust_run(s) == 0 ? 0 : 1;
-done:
-    gust_server_free(s);
-    for (int i = 0; i < 3; i++)
-        if (sigs[i])
-            event_free(sigs[i]);
-    event_base_free(base);
-    return rc;
+    gust_master_opts_t o = {cfg, app, workers, reload};
+    return gust_master_run(&o);
 }

@@ -326,24 +326,25 @@ int gust_load_app(gust_server_t *s, const char *path, char *err, size_t errlen) 
     return 0;
 }
 
-int gust_listen(gust_server_t *s, const char *addr, int port) {
+/* A listener for the app on `fd` (-1: bind addr:port), with the limits of
+ * the app's settings table. */
+static int listen_app(gust_server_t *s, int fd, const char *addr, int port) {
     lua_State *L = s->L;
     char err[GUST_ERR_LEN];
     if (s->app_ref == LUA_NOREF) {
         gust_log(&s->log, GUST_LOG_ERROR, "the app script returned no Application to serve");
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
-    if (!addr)
-        addr = s->cfg.bind;
-    if (!port)
-        port = s->cfg.port;
-    if (port == GUST_PORT_ANY)
-        port = 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->app_ref);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    gust_listener_t *l = gust_listener_new(s, addr, port, ref, err, sizeof err);
+    gust_listener_t *l = fd >= 0 ? gust_listener_adopt(s, fd, ref, err, sizeof err)
+                                 : gust_listener_new(s, addr, port, ref, err, sizeof err);
     if (!l) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        if (fd >= 0)
+            close(fd);
         gust_log(&s->log, GUST_LOG_ERROR, "%s", err);
         return -1;
     }
@@ -356,6 +357,18 @@ int gust_listen(gust_server_t *s, const char *addr, int port) {
     lua_pop(L, 1);
     return 0;
 }
+
+int gust_listen(gust_server_t *s, const char *addr, int port) {
+    if (!addr)
+        addr = s->cfg.bind;
+    if (!port)
+        port = s->cfg.port;
+    if (port == GUST_PORT_ANY)
+        port = 0;
+    return listen_app(s, -1, addr, port);
+}
+
+int gust_listen_fd(gust_server_t *s, int fd) { return listen_app(s, fd, NULL, 0); }
 
 int gust_has_app(gust_server_t *s) { return s->app_ref != LUA_NOREF; }
 

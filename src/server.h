@@ -126,6 +126,8 @@ double gust_now(void);
 /* listener.c */
 gust_listener_t *gust_listener_new(gust_server_t *s, const char *addr, int port,
                                    int handler_ref, char *err, size_t errlen);
+gust_listener_t *gust_listener_adopt(gust_server_t *s, int fd, int handler_ref, char *err,
+                                     size_t errlen);
 void gust_listener_free(gust_listener_t *l);
 void gust_listener_decref(gust_listener_t *l);
 void gust_listener_apply_settings(gust_listener_t *l, lua_State *L, int idx);

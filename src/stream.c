@@ -34,10 +34,98 @@
 
 const char gust_err_closed[] = "closed";
 
-/* SSL_read until OpenSSL needs the socket again. Returns what read() would
- * for the last call: > 0 data, 0 end of stream, -1 with *err, or -2 when it
- * would block (after reading some bytes or none). */
-static ssize_t tls_fill(gust_stream_t *st, const char **err) {
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+gust_stream_t *gust_stream_new(gust_server_t *s, int fd) {
+    gust_stream_t *st = gust_calloc(1, sizeof *st);
+    st->server = s;
+    st->fd = fd;
+    st->refs = 1;
+    st->max_buffer = 100 * 1024 * 1024;
+    st->in = evbuffer_new();
+    st->out = evbuffer_new();
+    event_assign(&st->rev, s->base, fd, EV_READ | EV_PERSIST, on_readable, st);
+    event_assign(&st->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_writable, st);
+    st->next = s->streams;
+    if (s->streams)
+        s->streams->prev = st;
+    s->streams = st;
+    st->in_list = 1;
+    return st;
+}
+
+void gust_stream_incref(gust_stream_t *st) { st->refs++; }
+
+static void unlink_stream(gust_stream_t *st) {
+    if (!st->in_list)
+        return;
+    gust_server_t *s = st->server;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        s->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    st->in_list = 0;
+}
+
+void gust_stream_close(gust_stream_t *st, const char *err) {
+    if (st->closed)
+        return;
+    st->closed = 1;
+    st->err = err ? err : gust_err_closed;
+    event_del(&st->rev);
+    event_del(&st->wev);
+    st->reading = st->writing = 0;
+    if (st->ssl) {
+        /* A best-effort close_notify; a peer that is gone just misses it. */
+        if (!st->eof && !st->tls_dead)
+            SSL_shutdown(st->ssl);
+        ERR_clear_error();
+    }
+    if (st->fd >= 0)
+        close(st->fd);
+    st->fd = -1;
+    unlink_stream(st);
+    if (st->on_close) {
+        gust_stream_incref(st);
+        st->on_close(st, st->arg);
+        gust_stream_free(st);
+    }
+}
+
+void gust_stream_free(gust_stream_t *st) {
+    if (!st || --st->refs > 0)
+        return;
+    st->on_close = NULL;
+    gust_stream_close(st, NULL);
+    if (st->ssl)
+        SSL_free(st->ssl);
+    evbuffer_free(st->in);
+    evbuffer_free(st->out);
+    gust_free(st);
+}
+
+void gust_stream_read_start(gust_stream_t *st) {
+    if (st->reading || st->closed || st->eof)
+        return;
+    st->reading = 1;
+    event_add(&st->rev, NULL);
+}
+
+void gust_stream_read_stop(gust_stream_t *st) {
+    if (!st->reading)
+        return;
+    st->reading = 0;
+    if (!st->tls_write_wants_read) /* else a stalled TLS write still needs it */
+        event_del(&st->rev);
+}
+
+/* SSL_read until OpenSSL needs the socket again (level-triggered events
+ * never report what OpenSSL already buffered). Returns the bytes read, or
+ * -2 for none yet, -1 with *err; *eof is set at the end of the stream. */
+static ssize_t tls_fill(gust_stream_t *st, const char **err, int *eof) {
     ssize_t got = 0;
     for (;;) {
         struct evbuffer_iovec v;
@@ -61,10 +149,13 @@ static ssize_t tls_fill(gust_stream_t *st, const char **err) {
             event_add(&st->wev, NULL);
             return got ? got : -2;
         case SSL_ERROR_ZERO_RETURN:
-            return got ? got : 0;
+            *eof = 1;
+            return got;
         case SSL_ERROR_SYSCALL:
-            if (errno == 0 || errno == ECONNRESET)
-                return got ? got : 0;
+            if (errno == 0 || errno == ECONNRESET) {
+                *eof = 1;
+                return got;
+            }
             st->tls_dead = 1;
             *err = strerror(errno);
             return -1;
@@ -83,36 +174,35 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     gust_stream_t *st = arg;
     const char *err = NULL;
     ssize_t n;
+    /* Held throughout: a callback may drop the owner's reference. */
+    gust_stream_incref(st);
     if (st->tls_write_wants_read) {
         st->tls_write_wants_read = 0;
         if (!st->reading)
             event_del(&st->rev);
-        gust_stream_incref(st);
         arm_write(st);
-        int gone = st->closed;
-        gust_stream_free(st);
-        if (gone || !st->reading)
-            return;
+        if (st->closed || !st->reading)
+            goto out;
     }
     if (st->ssl) {
-        n = tls_fill(st, &err);
+        int eof = 0;
+        n = tls_fill(st, &err, &eof);
         if (n == -2)
-            return;
-        if (n > 0 && st->tls_read_wants_write)
-            n = n; /* the data goes up now; the write side resumes reading */
+            goto out;
+        if (eof)
+            n = 0; /* what was read is in st->in: an EOF after data */
     } else {
         struct evbuffer_iovec v;
         if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
-            return;
+            goto out;
         n = read(fd, v.iov_base, v.iov_len);
         v.iov_len = n > 0 ? (size_t)n : 0;
         evbuffer_commit_space(st->in, &v, 1);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
+            goto out;
         if (n < 0)
             err = strerror(errno);
     }
-    gust_stream_incref(st);
     if (n < 0) {
         gust_stream_close(st, err);
     } else if (n == 0) {
@@ -125,6 +215,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     }
     if (st->on_read)
         st->on_read(st, st->arg);
+out:
     gust_stream_free(st);
 }
 
@@ -225,6 +316,8 @@ size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len) {
     evbuffer_add(st->out, data, len);
     if (st->writing)
         return evbuffer_get_length(st->out);
+    /* A failed write closes, and on_close may drop the owner's reference. */
+    gust_stream_incref(st);
     size_t left = flush_out(st);
     if (left > 0 && !st->writing) {
         st->writing = 1;
@@ -233,6 +326,7 @@ size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len) {
         else
             event_add(&st->wev, NULL);
     }
+    gust_stream_free(st);
     return left;
 }
 
@@ -245,6 +339,48 @@ void gust_stream_close_all(gust_server_t *s) {
         gust_stream_close(s->streams, NULL);
 }
 
+/* ---- TLS contexts ---------------------------------------------------- */
+
+struct ssl_ctx_st *gust_tls_client_ctx_new(int verify, const char *ca_file, char *err,
+                                           size_t errlen) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        goto err;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* Partial writes let one SSL_write take what the socket takes; the
+     * buffer may move between a WANT_WRITE and its retry (evbuffer). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    /* Many servers close without close_notify; HTTP framing catches a
+     * truncated body, so a bare EOF is an ordinary end of stream. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+            goto err;
+        if (ca_file && *ca_file && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+            unsigned long e = ERR_peek_last_error();
+            snprintf(err, errlen, "tls: cannot load ca_certs %s: %s", ca_file,
+                     e ? ERR_reason_error_string(e) : "unknown error");
+            ERR_clear_error();
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return ctx;
+err: {
+    unsigned long e = ERR_peek_last_error();
+    snprintf(err, errlen, "tls: %s", e ? ERR_reason_error_string(e) : "cannot make a context");
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+}
+
+void gust_tls_ctx_free(struct ssl_ctx_st *ctx) { SSL_CTX_free(ctx); }
+
 /* ---- connecting ------------------------------------------------------ */
 
 struct gust_connect {
@@ -256,6 +392,8 @@ struct gust_connect {
     char msg[GUST_ERR_LEN];
     struct evdns_getaddrinfo_request *dns;
     struct event ev, timer;
+    SSL_CTX *tls;
+    gust_stream_t *st; /* during the TLS handshake: owns fd */
     gust_connect_cb done; /* NULL once cancelled */
     void *arg;
 };
@@ -274,6 +412,11 @@ static void connect_end(gust_connect_t *c, gust_stream_t *st, const char *err) {
     }
     event_del(&c->ev);
     event_del(&c->timer);
+    if (!st && c->st) {
+        gust_stream_free(c->st); /* closes the fd */
+        c->fd = -1;
+    }
+    c->st = NULL;
     if (!st && c->fd >= 0)
         close(c->fd);
     gust_connect_cb done = c->done;
@@ -302,6 +445,77 @@ static void on_connect_timer(evutil_socket_t fd, short what, void *arg) {
     connect_end(c, NULL, "timeout");
 }
 
+static int is_ip_literal(const char *host) {
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static void handshake_step(gust_connect_t *c);
+
+static void on_handshake_io(evutil_socket_t fd, short what, void *arg) {
+    handshake_step(arg);
+}
+
+/* Drives SSL_connect; waits for the readiness it asks for. */
+static void handshake_step(gust_connect_t *c) {
+    gust_stream_t *st = c->st;
+    ERR_clear_error();
+    int rc = SSL_connect(st->ssl);
+    if (rc == 1) {
+        connect_end(c, st, NULL);
+        return;
+    }
+    int e = SSL_get_error(st->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        event_del(&c->ev);
+        event_assign(&c->ev, c->server->base, st->fd,
+                     e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE, on_handshake_io, c);
+        event_add(&c->ev, NULL);
+        return;
+    }
+    st->tls_dead = 1;
+    long vr = SSL_get_verify_result(st->ssl);
+    unsigned long ee = ERR_peek_last_error();
+    if (vr != X509_V_OK) {
+        snprintf(c->msg, sizeof c->msg, "tls: certificate verify failed: %s",
+                 X509_verify_cert_error_string(vr));
+    } else if (ee) {
+        snprintf(c->msg, sizeof c->msg, "tls: handshake failed: %s",
+                 ERR_reason_error_string(ee) ? ERR_reason_error_string(ee) : "unknown");
+    } else if (e == SSL_ERROR_SYSCALL && errno && errno != ECONNRESET) {
+        snprintf(c->msg, sizeof c->msg, "tls: handshake failed: %s", strerror(errno));
+    } else {
+        snprintf(c->msg, sizeof c->msg, "tls: handshake failed: connection closed by peer");
+    }
+    ERR_clear_error();
+    connect_end(c, NULL, c->msg);
+}
+
+static void start_handshake(gust_connect_t *c, int fd) {
+    gust_stream_t *st = gust_stream_new(c->server, fd);
+    c->st = st;
+    c->fd = -1;
+    st->ssl = SSL_new(c->tls);
+    if (!st->ssl || SSL_set_fd(st->ssl, fd) != 1) {
+        connect_end(c, NULL, "tls: cannot make a session");
+        return;
+    }
+    int ip = is_ip_literal(c->host);
+    if (!ip)
+        SSL_set_tlsext_host_name(st->ssl, c->host);
+    if (SSL_CTX_get_verify_mode(c->tls) & SSL_VERIFY_PEER) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(st->ssl);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, c->host)
+                    : SSL_set1_host(st->ssl, c->host);
+        if (ok != 1) {
+            connect_end(c, NULL, "tls: cannot set the host name to verify");
+            return;
+        }
+    }
+    handshake_step(c);
+}
+
 static void on_connected(evutil_socket_t fd, short what, void *arg) {
     gust_connect_t *c = arg;
     int err = 0;
@@ -314,6 +528,10 @@ static void on_connected(evutil_socket_t fd, short what, void *arg) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->tls) {
+        start_handshake(c, fd);
+        return;
+    }
     gust_stream_t *st = gust_stream_new(c->server, fd);
     c->fd = -1;
     connect_end(c, st, NULL);
@@ -354,16 +572,35 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg) {
 
 gust_connect_t *gust_stream_connect(gust_server_t *s, const char *host, int port,
                                     double timeout, gust_connect_cb done, void *arg) {
+    gust_connect_opts_t o = {timeout, NULL};
+    return gust_stream_connect_ex(s, host, port, &o, done, arg);
+}
+
+gust_connect_t *gust_stream_connect_ex(gust_server_t *s, const char *host, int port,
+                                       const gust_connect_opts_t *opts,
+                                       gust_connect_cb done, void *arg) {
+    static int sigpipe_checked;
+    if (!sigpipe_checked) {
+        /* A peer's reset must be an error return, not the death of the
+         * process: under plain luajit nobody else ignores SIGPIPE (the
+         * gust executable does; LuaSocket does the same on load). */
+        struct sigaction sa;
+        if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+            signal(SIGPIPE, SIG_IGN);
+        sigpipe_checked = 1;
+    }
     gust_connect_t *c = gust_calloc(1, sizeof *c);
     c->server = s;
     c->host = gust_strdup(host);
     c->port = port;
     c->fd = -1;
+    c->tls = opts->tls;
     c->done = done;
     c->arg = arg;
     c->starting = 1;
     evtimer_assign(&c->timer, s->base, on_connect_timer, c);
     event_assign(&c->ev, s->base, -1, 0, NULL, NULL);
+    double timeout = opts->timeout;
     if (timeout > 0) {
         struct timeval tv = {(time_t)timeout, (suseconds_t)((timeout - (time_t)timeout) * 1e6)};
         evtimer_add(&c->timer, &tv);

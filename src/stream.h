@@ -8,7 +8,9 @@
  *
  * Callbacks never free the stream: they may call gust_stream_close(), and
  * the memory goes when the owner calls gust_stream_free() (refcounted so a
- * callback in flight keeps it).
+ * callback in flight keeps it: an owner may drop its reference from inside
+ * a callback, and then must not touch the stream after the call that led
+ * there, such as gust_stream_write() or gust_stream_close()).
  */
 #ifndef GUST_STREAM_H
 #define GUST_STREAM_H
@@ -21,6 +23,9 @@ typedef struct gust_server gust_server_t;
 typedef struct gust_stream gust_stream_t;
 struct ssl_st;
 struct ssl_ctx_st;
+
+/* st->err when the stream closed without an error (EOF, or closed by us). */
+extern const char gust_err_closed[];
 
 /* Called when input arrived, the peer closed (eof set), or an error closed
  * the stream (closed set, err says why). */

@@ -4,6 +4,7 @@
 --   testing.run(function() ... end, 5)   -- runs fn as a task on the loop;
 --                                         -- raises its error or a timeout
 --   local base = testing.serve(app)       -- "http://127.0.0.1:PORT"
+--   local resp = testing.fetch(app, "/path", {method = "POST", body = "x"})
 local core = require "gust.core"
 
 local error = error
@@ -41,6 +42,32 @@ end
 function _M.serve(app, opts)
   local listener = app:listen(0, opts and opts.address or "127.0.0.1")
   return "http://127.0.0.1:" .. listener:port(), listener
+end
+
+-- fetch(app, path, opts?) -> resp | nil, err: serves app on a free port,
+-- fetches path (or a full URL) from it with gust.httpclient, stops serving
+-- and returns the response. Inside a task it fetches there; from the main
+-- thread of a spec it runs the loop for the fetch, as run() does.
+function _M.fetch(app, path, opts)
+  if type(path) ~= "string" then
+    error("bad argument #2 to 'fetch' (path string expected)", 2)
+  end
+  local base, listener = _M.serve(app)
+  local url = path:find("^https?://") and path or base .. path
+  local client = require("gust.httpclient").AsyncHTTPClient()
+  local resp, err
+  local co, main = coroutine.running()
+  local ok, e = pcall(function()
+    if co and not main then
+      resp, err = client:fetch(url, opts)
+    else
+      local timeout = (opts and opts.request_timeout or 20) + 5
+      _M.run(function() resp, err = client:fetch(url, opts) end, timeout)
+    end
+  end)
+  listener:close()
+  if not ok then error(e, 0) end
+  return resp, err
 end
 
 return _M

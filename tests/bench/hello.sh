@@ -116,7 +116,7 @@ wait_http() { # url -> 0 once it answers (10 s max)
 
 # ---- servers ---------------------------------------------------------------
 
-GUST_PID= GUST_PORT= GUST_ERR=
+GUST_PID= GUST_WORKER= GUST_PORT= GUST_ERR=
 start_gust() { # tag
     local tag=$1 out i
     out=$PREFIX/gust-$tag.stdout
@@ -137,6 +137,10 @@ start_gust() { # tag
     fi
     wait_http "http://127.0.0.1:$GUST_PORT/" || die "gust does not answer on port $GUST_PORT"
     [[ $(cat /proc/"$GUST_PID"/comm) == gust ]] || die "pid $GUST_PID is not gust"
+    # gust is a master and its worker: the worker does the serving, so CPU
+    # and memory are measured there.
+    GUST_WORKER=$(pgrep -P "$GUST_PID" | head -n1)
+    [[ -n $GUST_WORKER ]] || die "gust has no worker process"
 }
 
 NGINX_PID= NGINX_PORT=
@@ -265,7 +269,7 @@ fi
 
 for c in "${CASES[@]}"; do
     for srv in gust nginx; do
-        pid=GUST_PID port=GUST_PORT
+        pid=GUST_WORKER port=GUST_PORT
         [[ $srv == nginx ]] && pid=NGINX_PID port=NGINX_PORT
         log "warm-up $srv case $c (${WARMUP}s)"
         run_wrk "$srv" "${!pid}" "${!port}" "$c" "$WARMUP" || true
@@ -274,7 +278,7 @@ for c in "${CASES[@]}"; do
         # alternate the order so slow drift does not favour one server
         order=(gust nginx); (( r % 2 == 0 )) && order=(nginx gust)
         for srv in "${order[@]}"; do
-            pid=GUST_PID port=GUST_PORT
+            pid=GUST_WORKER port=GUST_PORT
             [[ $srv == nginx ]] && pid=NGINX_PID port=NGINX_PORT
             log "case $c run $r/$RUNS: $srv"
             run_wrk "$srv" "${!pid}" "${!port}" "$c" "$DURATION" || continue
@@ -323,7 +327,7 @@ log "memory test: gust, $MEM_CONNS idle keep-alive connections"
 start_gust mem
 MEM_VARIANT=$(sed -n 's/^gust-bench: variant=//p' "$GUST_ERR" | head -n1)
 [[ $MEM_VARIANT == "$VARIANT" ]] || fail "gust app variant changed between the throughput and memory servers: '$VARIANT' vs '$MEM_VARIANT'"
-mem_test gust "$GUST_PORT" "$GUST_PID"
+mem_test gust "$GUST_PORT" "$GUST_WORKER"
 GUST_MEM_ERR=$GUST_ERR
 stop_pid "$GUST_PID"
 log "memory test: nginx, $MEM_CONNS idle keep-alive connections"

@@ -51,7 +51,10 @@ def main():
         port = int(line.rsplit(":", 1)[1].split()[0])
         get(port, "/stats")  # warm up
         time.sleep(0.2)
-        before = rss_kib(proc.pid)
+        # gust is a master and a worker; the worker holds the requests.
+        with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+            worker = int(f.read().split()[0])
+        before = rss_kib(worker)
         sel = selectors.DefaultSelector()
         socks = []
         for _ in range(N):
@@ -64,7 +67,7 @@ def main():
                 sys.exit("the server did not hold %d waiting requests" % N)
             time.sleep(0.05)
         time.sleep(0.5)
-        during = rss_kib(proc.pid)
+        during = rss_kib(worker)
         for s in socks:
             s.setblocking(False)
             sel.register(s, selectors.EVENT_READ)
@@ -91,8 +94,12 @@ def main():
         print("wake-up: notify answered %d; all %d responses received %.1f ms after the notify"
               % (status, got, (t1 - t0) * 1000))
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,16 @@ GUST_BIN = os.environ.get("GUST_BIN", os.path.join(ROOT, "build", "gust"))
 START_LINE = re.compile(r"listening on http://(?:\[[^\]]+\]|[^:]+):(\d+)")
 
 
+def _die_with_parent():
+    """In the child before exec: a server must not outlive a test run that
+    was killed (a hung test under `timeout`, a ^C)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa -- best effort, Linux only
+        pass
+
+
 class Server:
     """A running gust process. Use as a context manager or call stop()."""
 
@@ -32,7 +42,7 @@ class Server:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=full_env, cwd=ROOT)
+                                     env=full_env, cwd=ROOT, preexec_fn=_die_with_parent)
         self.port = None
         self.start_line = ""
         self.lines = []  # every stdout line read up to the start line

@@ -1,8 +1,13 @@
 """Runs every tests/integration/test_*.py module and prints the totals as
 "N passed, N failed" (unittest has no such closing line)."""
+import faulthandler
 import os
 import sys
 import unittest
+
+# A hung test must not hang the whole run: after GUST_TEST_TIMEOUT seconds
+# print every thread's stack (where it hangs) and exit non-zero.
+faulthandler.dump_traceback_later(float(os.environ.get("GUST_TEST_TIMEOUT", "300")), exit=True)
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)

@@ -516,6 +516,50 @@ class HTTPCoreTest(GustTestCase):
         time.sleep(0.2)
         self.assertEqual(self._closes()["closes"], before["closes"])
 
+    def test_half_closed_client_still_answered(self):
+        # a client that sends its request and shuts down its sending side
+        # (nc -q, some HTTP/1.0 tools) still gets the whole answer
+        raw = raw_request(self.port, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", shutdown=True,
+                          read_timeout=3)
+        self.assertEqual(status_of(raw), 200)
+        self.assertTrue(raw.endswith(b"hello"), raw)
+        raw = raw_request(self.port, b"GET /sleep?n=0.2 HTTP/1.1\r\nHost: x\r\n\r\n", shutdown=True,
+                          read_timeout=3)
+        self.assertEqual(status_of(raw), 200)
+        self.assertIn(b"slept", raw)
+
+    def test_client_aborts_during_big_response(self):
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(1000)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        self.assertEqual(get(self.port, "/hello")[2], b"hello")
+
+    def test_client_aborts_mid_body(self):
+        for _ in range(10):
+            with Conn(self.port) as c:
+                c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
+        self.assertEqual(get(self.port, "/hello")[2], b"hello")
+
+    def test_many_open_connections(self):
+        conns = []
+        try:
+            for _ in range(300):
+                conns.append(socket.create_connection(("127.0.0.1", self.port), timeout=5))
+            for s in conns[::30]:
+                s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            t0 = time.monotonic()
+            self.assertEqual(get(self.port, "/hello")[2], b"hello")
+            self.assertLess(time.monotonic() - t0, 1.0)
+            for s in conns[::30]:
+                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        finally:
+            for s in conns:
+                s.close()
+
     # ---- concurrency --------------------------------------------------
 
     def test_concurrent_sleepers(self):
@@ -537,6 +581,55 @@ class HTTPCoreTest(GustTestCase):
         elapsed = time.monotonic() - t0
         self.assertEqual(results, [200] * n)
         self.assertLess(elapsed, 2.0)
+
+
+class RequestAPIMisuseTest(unittest.TestCase):
+    """Wrong arguments to req:finish/flush/send_file raise a Lua error: the
+    request becomes a 500 and nothing leaks (connection, header buffer,
+    file descriptor). Under the sanitizer build, stop() fails on a
+    LeakSanitizer report."""
+
+    def run_misuse(self, kinds, n=10):
+        s = Server("raw.lua")
+        try:
+            pid = s.proc.pid
+            self.assertEqual(get(s.port, "/hello")[0], 200)
+            fds_before = len(os.listdir("/proc/%d/fd" % pid))
+            for kind in kinds:
+                for _ in range(n):
+                    raw = raw_request(s.port, b"GET /misuse/%s HTTP/1.1\r\nHost: x\r\n"
+                                              b"Connection: close\r\n\r\n" % kind.encode(),
+                                      read_timeout=3)
+                    self.assertEqual(status_of(raw), 500, (kind, raw[:100]))
+            self.assertEqual(get(s.port, "/hello")[0], 200)
+            time.sleep(0.2)
+            fds_after = len(os.listdir("/proc/%d/fd" % pid))
+            self.assertLessEqual(fds_after, fds_before + 1, "file descriptors leaked")
+        finally:
+            s.stop()  # asserts no sanitizer report
+
+    def test_bad_header_in_finish(self):
+        self.run_misuse(["header-value", "header-name"])
+
+    def test_bad_body_part_and_status(self):
+        self.run_misuse(["body-part", "status"])
+
+    def test_bad_header_in_flush(self):
+        self.run_misuse(["flush-header"])
+
+    def test_bad_header_in_send_file(self):
+        self.run_misuse(["send-file-header"])
+
+    def test_send_file(self):
+        with Server("raw.lua") as s:
+            with Conn(s.port) as c:
+                r = c.request("GET", "/send-file")
+                self.assertEqual(len(r.body), 100)
+                self.assertEqual(hashlib.sha1(r.body).hexdigest(), r.header("X-Sha1"))
+                self.assertEqual(r.header("Content-Length"), "100")
+                r = c.request("HEAD", "/send-file")
+                self.assertEqual((r.header("Content-Length"), r.body), ("100", b""))
+                self.assertEqual(c.request("GET", "/hello").body, b"hello")
 
 
 class ProcessTest(unittest.TestCase):
@@ -592,8 +685,28 @@ class ProcessTest(unittest.TestCase):
         for _ in range(5):
             s = Server("raw.lua")
             s.proc.send_signal(signal.SIGTERM)
-            codes.append(s.stop(check=False))
+            try:
+                s.proc.wait(5)
+            finally:
+                codes.append(s.stop(check=False))
         self.assertEqual(codes, [0] * 5)
+
+    def test_two_quick_signals_exit_0(self):
+        # "a second signal stops at once ... exit status 0": also when the
+        # second one lands while the first is already shutting down
+        codes = []
+        for _ in range(10):
+            s = Server("raw.lua")
+            self.assertEqual(get(s.port, "/hello")[0], 200)
+            s.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.002)
+            if s.proc.poll() is None:
+                s.proc.send_signal(signal.SIGTERM)
+            try:
+                s.proc.wait(5)
+            finally:
+                codes.append(s.stop(check=False))
+        self.assertEqual(codes, [0] * 10)
 
     def test_sigint_idle_exits_0(self):
         s = Server("raw.lua")
@@ -682,6 +795,7 @@ class ProcessTest(unittest.TestCase):
         try:
             self.assertRegex(s.start_line,
                              r"^gust 0\.1\.0 listening on http://127\.0\.0\.1:%d \(1 worker\)$" % s.port)
+            get(s.port, "/hello")  # (stopping at once is test_sigterm_right_after_start_line)
         finally:
             self.assertEqual(s.stop(), 0)
 

@@ -8,11 +8,13 @@ import http.cookies
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 import unittest
 import urllib.parse
 
-from gusttest import Conn, GustTestCase, get, raw_request, status_of
+from gusttest import Conn, GustTestCase, Server, get, raw_request, status_of
 
 
 def request(port, method, path, body=None, headers=None, timeout=5):
@@ -164,6 +166,8 @@ class WebAppTest(GustTestCase):
             c.putheader("Content-Type", "text/plain")
             c.putheader("X-Rep", "1")
             c.putheader("x-rep", "2")
+            c.putheader("X-Real-Ip", "1.2.3.4")  # ignored: xheaders is off
+            c.putheader("X-Forwarded-For", "5.6.7.8")
             c.putheader("Content-Length", "4")
             c.endheaders(b"data")
             got = json.loads(c.getresponse().read())
@@ -420,6 +424,15 @@ class WebAppTest(GustTestCase):
         status, headers, _ = get(self.port, "/files/range.txt", headers={"Range": "bytes=9000-"})
         self.assertEqual(status, 416)
         self.assertEqual(headers["Content-Range"], "bytes */6800")
+        # several ranges: the whole file (as Tornado); an inverted one: 416
+        status, headers, body = get(self.port, "/files/range.txt", headers={"Range": "bytes=0-1,5-6"})
+        self.assertEqual((status, body), (200, full))
+        self.assertEqual(get(self.port, "/files/range.txt", headers={"Range": "bytes=5-2"})[0], 416)
+        # HEAD with a range: the 206 head, no body
+        with Conn(self.port) as c:
+            r = c.request("HEAD", "/files/range.txt", headers=[("Range", "bytes=0-9")])
+            self.assertEqual((r.status, r.header("Content-Length"), r.body), (206, "10", b""))
+            self.assertEqual(c.request("GET", "/").body, b"Hello, world")
         # curl agrees
         import subprocess
         p = subprocess.run(["curl", "-sS", "-m", "5", "-r", "100-199",
@@ -461,6 +474,73 @@ class WebAppTest(GustTestCase):
             self.assertNotIn(b"root:", raw, path)
             self.assertNotIn(b"gust.web", raw, path)
         self.assertEqual(get(self.port, "/files/hello.txt")[0], 200)
+
+
+class WebBigStaticTest(unittest.TestCase):
+    """StaticFileHandler on a file much larger than any buffer (sent by the
+    core without passing through Lua), to a slow reader and in ranges."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="gust-static-")
+        cls.data = os.urandom(3 << 20)
+        with open(os.path.join(cls.dir, "big.bin"), "wb") as f:
+            f.write(cls.data)
+        cls.server = Server("web.lua", env={"GUST_TEST_STATIC": cls.dir})
+        cls.port = cls.server.port
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.server.stop()
+        finally:
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_big_file_slow_reader(self):
+        with Conn(self.port, timeout=10, rcvbuf=16384) as c:
+            c.send(b"GET /tmpfiles/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)
+            version, status, reason, headers, head = c.read_head()
+            self.assertEqual(status, 200)
+            n = int(dict((k.lower(), v) for k, v in headers)["content-length"])
+            self.assertEqual(n, len(self.data))
+            got = bytearray(c.buf)
+            c.buf = b""
+            i = 0
+            while len(got) < n:
+                d = c.sock.recv(min(65536, n - len(got)))
+                self.assertTrue(d)
+                got += d
+                i += 1
+                if i % 8 == 0:
+                    time.sleep(0.005)
+            self.assertEqual(bytes(got), self.data)
+            # the same connection goes on
+            self.assertEqual(c.request("GET", "/").body, b"Hello, world")
+
+    def test_big_file_ranges(self):
+        status, headers, body = get(self.port, "/tmpfiles/big.bin", headers={"Range": "bytes=1000000-2000000"})
+        self.assertEqual(status, 206)
+        self.assertEqual(body, self.data[1000000:2000001])
+        self.assertEqual(headers["Content-Range"], "bytes 1000000-2000000/%d" % len(self.data))
+
+    def test_big_file_curl(self):
+        import subprocess
+        p = subprocess.run(["curl", "-sS", "-m", "10", "http://127.0.0.1:%d/tmpfiles/big.bin" % self.port],
+                           capture_output=True, timeout=15)
+        self.assertEqual(hashlib.sha1(p.stdout).hexdigest(), hashlib.sha1(self.data).hexdigest())
+
+    def test_file_changed_between_requests(self):
+        path = os.path.join(self.dir, "changing.txt")
+        with open(path, "w") as f:
+            f.write("one")
+        s1, h1, b1 = get(self.port, "/tmpfiles/changing.txt")
+        time.sleep(1.1)  # a new mtime second
+        with open(path, "w") as f:
+            f.write("twotwo")
+        s2, h2, b2 = get(self.port, "/tmpfiles/changing.txt", headers={"If-None-Match": h1["Etag"]})
+        self.assertEqual((b1, s2, b2), (b"one", 200, b"twotwo"))
+        self.assertNotEqual(h1["Etag"], h2["Etag"])
 
 
 class WebXsrfTest(GustTestCase):

@@ -152,6 +152,41 @@ routes["/flush-then-finish-nil"] = function(req)
   req:finish(nil, nil, nil, "last\n")
 end
 
+-- Misuse of the request API: each must become a 500 (the Lua error), and
+-- must not leak (the connection, buffers, file descriptors).
+local function many_headers(bad)
+  local h = {}
+  for i = 1, 40 do h["X-Filler-" .. i] = string.rep("f", 100) end
+  h["X-Bad"] = bad
+  return h
+end
+routes["/misuse/header-value"] = function(req)
+  req:finish(200, nil, many_headers(true), "x")
+end
+routes["/misuse/header-name"] = function(req)
+  local h = many_headers("ok")
+  h[true] = "x"
+  req:finish(200, nil, h, "x")
+end
+routes["/misuse/body-part"] = function(req)
+  req:finish(200, nil, nil, {"a", {}, "c"})
+end
+routes["/misuse/status"] = function(req)
+  req:finish(99, nil, nil, "x")
+end
+routes["/misuse/flush-header"] = function(req)
+  req:flush(200, nil, many_headers(false), "x")
+end
+routes["/misuse/send-file-header"] = function(req)
+  req:send_file(200, nil, many_headers(true), debug.getinfo(1, "S").source:sub(2), 0, 10)
+end
+routes["/send-file"] = function(req)
+  local path = debug.getinfo(1, "S").source:sub(2)
+  local f = io.open(path, "rb"); local data = f:read("*a"); f:close()
+  req:send_file(200, nil, {["Content-Type"] = "text/plain",
+                           ["X-Sha1"] = core.hex(core.sha1(data:sub(11, 110)))}, path, 10, 100)
+end
+
 return function(req, method, path, query)
   local f = routes[path]
   if not f and path:match("^/status/%d+$") then f = routes.status end

@@ -240,6 +240,7 @@ return web.Application({
   {"/reverse", Reverse},
   {"/head", Head},
   {"/files/(.*)", web.StaticFileHandler, {path = here .. "/static", default_filename = "index.html"}},
+  {"/tmpfiles/(.*)", web.StaticFileHandler, {path = os.getenv("GUST_TEST_STATIC") or (here .. "/static")}},
   {"/old", web.RedirectHandler, {url = "/"}},
   {"/gone", web.ErrorHandler, {status_code = 410}},
 }, {

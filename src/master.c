@@ -1,0 +1,402 @@
+/*
+ * master.c -- the gust process model (DESIGN.md §2): a master that binds
+ * the listening socket once, forks the workers that serve it, restarts a
+ * worker that dies, reloads on SIGHUP (or a file change with --reload) and
+ * stops gracefully on SIGTERM/SIGINT.
+ *
+ * The master never runs application code. Each worker makes its own event
+ * loop and Lua state after the fork, loads the app and only then reports
+ * ready through a pipe; a reload swaps generations only once every new
+ * worker is ready, and old workers then drain (gust_stop) while the new
+ * ones accept from the same socket, so no accepted connection is reset.
+ */
+#define _GNU_SOURCE /* pipe2 */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "master.h"
+
+enum { W_STARTING, W_READY, W_DRAINING };
+
+typedef struct worker {
+    pid_t pid;
+    int gen, state, ready_fd;
+    struct event *ready_ev;
+} worker_t;
+
+typedef struct master {
+    const gust_master_opts_t *o;
+    struct event_base *base;
+    int listen_fd, port;
+    worker_t *w;
+    int nw, capw;
+    int gen;       /* the generation serving (or starting, at boot) */
+    int reloading; /* the generation being started by a reload, or 0 */
+    int stopping, started, failed, serves_app;
+    struct event *sig[5], *respawn_ev, *reload_ev, *watch_ev;
+    int inotify_fd;
+} master_t;
+
+static master_t *the_master; /* for the forked child to release */
+
+static void spawn(master_t *m, int gen);
+
+static int count(master_t *m, int gen, int state) {
+    int n = 0;
+    for (int i = 0; i < m->nw; i++)
+        if (m->w[i].gen == gen && (state < 0 || m->w[i].state == state))
+            n++;
+    return n;
+}
+
+static void drop(master_t *m, int i) {
+    if (m->w[i].ready_ev)
+        event_free(m->w[i].ready_ev);
+    if (m->w[i].ready_fd >= 0)
+        close(m->w[i].ready_fd);
+    m->w[i] = m->w[--m->nw];
+}
+
+static void signal_gen(master_t *m, int gen, int sig) {
+    for (int i = 0; i < m->nw; i++)
+        if (gen < 0 || m->w[i].gen == gen)
+            kill(m->w[i].pid, sig);
+}
+
+static void print_start_line(master_t *m) {
+    const gust_config_t *c = &m->o->cfg;
+    int n = m->o->workers;
+    const char *s = n == 1 ? "" : "s";
+    if (!m->serves_app)
+        printf("gust %s running %s (%d worker%s)\n", GUST_VERSION, m->o->app, n, s);
+    else if (strncmp(c->bind, "unix:", 5) == 0)
+        printf("gust %s listening on %s (%d worker%s)\n", GUST_VERSION, c->bind, n, s);
+    else if (strchr(c->bind, ':'))
+        printf("gust %s listening on http://[%s]:%d (%d worker%s)\n", GUST_VERSION, c->bind,
+               m->port, n, s);
+    else
+        printf("gust %s listening on http://%s:%d (%d worker%s)\n", GUST_VERSION, c->bind,
+               m->port, n, s);
+    fflush(stdout);
+}
+
+/* A worker reported ready ('A': serving the app, 'S': the script runs its
+ * own listeners) or closed its pipe. */
+static void on_ready(evutil_socket_t fd, short what, void *arg) {
+    master_t *m = arg;
+    char c = 0;
+    ssize_t n = read(fd, &c, 1);
+    for (int i = 0; i < m->nw; i++) {
+        worker_t *w = &m->w[i];
+        if (w->ready_fd != fd)
+            continue;
+        event_free(w->ready_ev);
+        w->ready_ev = NULL;
+        close(w->ready_fd);
+        w->ready_fd = -1;
+        if (n != 1)
+            return; /* died while loading: on_child reports it */
+        w->state = W_READY;
+        m->serves_app = c == 'A';
+        break;
+    }
+    int target = m->reloading ? m->reloading : m->gen;
+    if (count(m, target, W_READY) < m->o->workers)
+        return;
+    if (!m->started) {
+        m->started = 1;
+        print_start_line(m);
+    } else if (m->reloading) {
+        /* Every new worker is up: the old ones finish and go. */
+        for (int i = 0; i < m->nw; i++)
+            if (m->w[i].gen == m->gen) {
+                m->w[i].state = W_DRAINING;
+                kill(m->w[i].pid, SIGTERM);
+            }
+        m->gen = m->reloading;
+        m->reloading = 0;
+        fprintf(stderr, "gust: reloaded %s (%d worker%s)\n", m->o->app, m->o->workers,
+                m->o->workers == 1 ? "" : "s");
+    }
+}
+
+static void describe(int status, char *buf, size_t len) {
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "status %d", status);
+}
+
+static void on_child(evutil_socket_t sig, short what, void *arg) {
+    master_t *m = arg;
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int i;
+        for (i = 0; i < m->nw && m->w[i].pid != pid; i++)
+            ;
+        if (i == m->nw)
+            continue;
+        worker_t w = m->w[i];
+        drop(m, i);
+        char why[96];
+        describe(status, why, sizeof why);
+        if (m->stopping || w.state == W_DRAINING)
+            continue;
+        if (w.state == W_STARTING && !m->started) {
+            /* The app does not load: nothing to serve. */
+            fprintf(stderr, "gust: worker %d failed to start (%s)\n", (int)pid, why);
+            m->failed = 1;
+            m->stopping = 1;
+            signal_gen(m, -1, SIGKILL);
+        } else if (w.state == W_STARTING && w.gen == m->reloading) {
+            fprintf(stderr, "gust: reload failed (%s); the running workers carry on\n", why);
+            for (int j = 0; j < m->nw; j++)
+                if (m->w[j].gen == m->reloading)
+                    kill(m->w[j].pid, SIGKILL);
+            m->reloading = 0;
+        } else {
+            fprintf(stderr, "gust: worker %d died (%s); starting another\n", (int)pid, why);
+            struct timeval tv = {0, 100000}; /* no tight loop if it keeps dying */
+            evtimer_add(m->respawn_ev, &tv);
+        }
+    }
+    if (m->stopping && m->nw == 0)
+        event_base_loopexit(m->base, NULL);
+}
+
+static void on_respawn(evutil_socket_t fd, short what, void *arg) {
+    master_t *m = arg;
+    if (m->stopping)
+        return;
+    /* Top up the serving generation (and one being started, if any). */
+    while (count(m, m->gen, -1) - count(m, m->gen, W_DRAINING) < m->o->workers)
+        spawn(m, m->gen);
+}
+
+static void reload(master_t *m) {
+    if (m->stopping || m->reloading || !m->started)
+        return;
+    m->reloading = m->gen + 1;
+    for (int i = 0; i < m->o->workers; i++)
+        spawn(m, m->reloading);
+}
+
+static void on_reload_timer(evutil_socket_t fd, short what, void *arg) { reload(arg); }
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    master_t *m = arg;
+    if (sig == SIGHUP) {
+        reload(m);
+        return;
+    }
+    if (m->stopping) {
+        signal_gen(m, -1, SIGKILL); /* a second signal: stop at once */
+        return;
+    }
+    m->stopping = 1;
+    /* Refuse new connections now; the workers close their copies as they
+     * start draining. */
+    close(m->listen_fd);
+    m->listen_fd = -1;
+    signal_gen(m, -1, SIGTERM);
+    if (m->nw == 0)
+        event_base_loopexit(m->base, NULL);
+}
+
+/* --reload: a change under the app's directory reloads after a short quiet
+ * spell, so an editor's burst of writes makes one reload. */
+static void on_watch(evutil_socket_t fd, short what, void *arg) {
+    master_t *m = arg;
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    struct timeval tv = {0, 150000};
+    evtimer_add(m->reload_ev, &tv);
+}
+
+static void worker_main(master_t *m, int ready_fd) {
+    /* The master's loop does not survive the fork: free it (its events stay
+     * reachable through the_master) and let the worker make its own. Its
+     * epoll instance is shared with the master, so freeing it as it is
+     * would unregister the master's own events. Ctrl-C
+     * reaches the whole process group; the master decides what it means. */
+    event_reinit(m->base); /* a private epoll first: the inherited one is shared */
+    event_base_free(m->base);
+    m->base = NULL;
+    if (m->inotify_fd >= 0)
+        close(m->inotify_fd);
+    for (int i = 0; i < m->nw; i++)
+        if (m->w[i].ready_fd >= 0)
+            close(m->w[i].ready_fd);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    exit(gust_worker_run(m->o, m->listen_fd, ready_fd));
+}
+
+static void spawn(master_t *m, int gen) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        fprintf(stderr, "gust: pipe: %s\n", strerror(errno));
+        return;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "gust: fork: %s\n", strerror(errno));
+        close(p[0]);
+        close(p[1]);
+        return;
+    }
+    if (pid == 0) {
+        close(p[0]);
+        worker_main(m, p[1]);
+    }
+    close(p[1]);
+    if (m->nw == m->capw) {
+        m->capw = m->capw ? m->capw * 2 : 8;
+        m->w = realloc(m->w, m->capw * sizeof *m->w);
+        if (!m->w)
+            abort();
+    }
+    worker_t *w = &m->w[m->nw++];
+    w->pid = pid;
+    w->gen = gen;
+    w->state = W_STARTING;
+    w->ready_fd = p[0];
+    w->ready_ev = event_new(m->base, p[0], EV_READ, on_ready, m);
+    event_add(w->ready_ev, NULL);
+}
+
+int gust_master_run(const gust_master_opts_t *o) {
+    master_t m;
+    memset(&m, 0, sizeof m);
+    m.o = o;
+    m.inotify_fd = -1;
+    the_master = &m;
+    char err[GUST_ERR_LEN];
+    const gust_config_t *c = &o->cfg;
+    int port = c->port == GUST_PORT_ANY ? 0 : c->port;
+    m.listen_fd = gust_bind(c->bind, port, &m.port, err, sizeof err);
+    if (m.listen_fd < 0 || listen(m.listen_fd, 1024) < 0) {
+        fprintf(stderr, "gust: %s\n", m.listen_fd < 0 ? err : strerror(errno));
+        return 1;
+    }
+    m.base = event_base_new();
+    if (!m.base)
+        return 1;
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+    for (int i = 0; i < 4; i++) {
+        m.sig[i] = evsignal_new(m.base, sigs[i], sigs[i] == SIGCHLD ? on_child : on_signal, &m);
+        event_add(m.sig[i], NULL);
+    }
+    m.respawn_ev = evtimer_new(m.base, on_respawn, &m);
+    m.reload_ev = evtimer_new(m.base, on_reload_timer, &m);
+    if (o->reload) {
+        char copy[PATH_MAX];
+        snprintf(copy, sizeof copy, "%s", o->app);
+        m.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (m.inotify_fd < 0 ||
+            inotify_add_watch(m.inotify_fd, dirname(copy),
+                              IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE) < 0) {
+            fprintf(stderr, "gust: --reload: %s\n", strerror(errno));
+        } else {
+            m.watch_ev = event_new(m.base, m.inotify_fd, EV_READ | EV_PERSIST, on_watch, &m);
+            event_add(m.watch_ev, NULL);
+        }
+    }
+    m.gen = 1;
+    for (int i = 0; i < o->workers; i++)
+        spawn(&m, 1);
+    event_base_dispatch(m.base);
+
+    /* Freeing a signal event restores the default action: a late signal
+     * must not kill a master that is already on its way out. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    for (int i = 0; i < 4; i++)
+        event_free(m.sig[i]);
+    event_free(m.respawn_ev);
+    event_free(m.reload_ev);
+    if (m.watch_ev)
+        event_free(m.watch_ev);
+    if (m.inotify_fd >= 0)
+        close(m.inotify_fd);
+    while (m.nw)
+        drop(&m, 0);
+    free(m.w);
+    if (m.listen_fd >= 0)
+        close(m.listen_fd);
+    if (strncmp(c->bind, "unix:", 5) == 0)
+        unlink(c->bind + 5);
+    event_base_free(m.base);
+    the_master = NULL;
+    return m.failed ? 1 : 0;
+}
+
+static void on_worker_signal(evutil_socket_t sig, short what, void *arg) {
+    gust_stop(arg);
+    if (sig == SIGQUIT)
+        gust_stop(arg); /* the second call stops at once */
+}
+
+int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd) {
+    struct event_base *base = event_base_new();
+    gust_server_t *s = base ? gust_server_new(&o->cfg, base) : NULL;
+    if (!s)
+        return 1;
+    int rc = 1;
+    struct event *sigs[2] = {NULL, NULL};
+    char err[4096];
+    if (gust_load_app(s, o->app, err, sizeof err) != 0) {
+        fprintf(stderr, "gust: %s\n", err);
+        close(listen_fd);
+        goto done;
+    }
+    fflush(stdout); /* what the script printed comes before the start line */
+    char ready = 'S';
+    if (gust_has_app(s)) {
+        if (gust_listen_fd(s, listen_fd) != 0)
+            goto done;
+        ready = 'A';
+    } else {
+        close(listen_fd);
+    }
+    static const int signums[2] = {SIGTERM, SIGQUIT};
+    for (int i = 0; i < 2; i++) {
+        sigs[i] = evsignal_new(base, signums[i], on_worker_signal, s);
+        event_add(sigs[i], NULL);
+    }
+    if (write(ready_fd, &ready, 1) != 1)
+        goto done;
+    close(ready_fd);
+    ready_fd = -1;
+    rc = gust_run(s) == 0 ? 0 : 1;
+done:
+    if (ready_fd >= 0)
+        close(ready_fd);
+    signal(SIGTERM, SIG_IGN); /* see gust_master_run */
+    signal(SIGQUIT, SIG_IGN);
+    gust_server_free(s);
+    for (int i = 0; i < 2; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+    event_base_free(base);
+    return rc;
+}
