@@ -122,7 +122,8 @@ void gust_conn_close(gust_conn_t *c) {
     event_del(&c->rev);
     event_del(&c->wev);
     evtimer_del(&c->timer);
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     c->fd = -1;
     evbuffer_free(c->in);
     evbuffer_free(c->out);
@@ -357,6 +358,21 @@ void gust_conn_response_done(gust_conn_t *c, int keep_alive) {
         schedule(c);
     else if (evbuffer_get_length(c->in) == 0)
         gust_http_request_reset(&c->req, 1); /* idle: hold no buffers */
+}
+
+/* Hands the socket of the request in flight to someone else (an Upgrade:
+ * WebSocket, a tunnel): what was read past the request moves to `rest`, the
+ * HTTP side forgets the connection without closing the fd.
+ * @return the fd, or -1 when the response has started or output is queued */
+int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest) {
+    if (c->state != CONN_HANDLING || c->started || evbuffer_get_length(c->out) > 0)
+        return -1;
+    int fd = c->fd;
+    evbuffer_add_buffer(rest, c->in);
+    gust_request_invalidate(c); /* detached, not a client that left */
+    c->fd = -1;
+    gust_conn_close(c);
+    return fd;
 }
 
 /* Closes an idle connection now, and asks a busy one to close after its

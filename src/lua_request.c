@@ -25,6 +25,7 @@
 #include <xxhash.h>
 
 #include "server.h"
+#include "stream.h"
 
 #define REQUEST_MT "gust.request"
 
@@ -618,6 +619,29 @@ static int req_send_file(lua_State *L) {
     return 1;
 }
 
+/* req:detach() -> IOStream | nil, err: takes the connection away from
+ * HTTP, with the bytes already read past this request (Tornado's
+ * request.connection.detach(); the way to a WebSocket or a tunnel). */
+static int req_detach(lua_State *L) {
+    gust_conn_t *c = check_conn(L);
+    if (!c)
+        return closed(L);
+    gust_server_t *s = c->server;
+    gust_stream_t *st = gust_stream_new(s, -1);
+    gust_conn_incref(c);
+    int fd = gust_conn_detach(c, st->in);
+    gust_conn_decref(c);
+    if (fd < 0) {
+        gust_stream_free(st);
+        lua_pushnil(L);
+        lua_pushliteral(L, "the response has started");
+        return 2;
+    }
+    gust_stream_set_fd(st, fd);
+    gust_stream_push(L, s, st);
+    return 1;
+}
+
 static int req_tostring(lua_State *L) {
     gust_req_handle_t *h = luaL_checkudata(L, 1, REQUEST_MT);
     lua_pushfstring(L, "gust.request (%s)", h->conn ? "open" : "closed");
@@ -630,6 +654,7 @@ void gust_request_open(lua_State *L, gust_server_t *s) {
         {"version", req_version},     {"remote_ip", req_remote_ip},
         {"protocol", req_protocol},   {"closed", req_closed},   {"finish", req_finish},
         {"flush", req_flush},         {"send_file", req_send_file},
+        {"detach", req_detach},
         {NULL, NULL}};
     luaL_newmetatable(L, REQUEST_MT);
     lua_newtable(L);

@@ -169,6 +169,12 @@ static void on_close(gust_stream_t *st, void *arg) {
 }
 
 /* Wraps `st` in a new userdata on L's stack. */
+static lstream_t *push_stream(lua_State *L, gust_server_t *s, gust_stream_t *st);
+
+void gust_stream_push(lua_State *L, gust_server_t *s, gust_stream_t *st) {
+    push_stream(L, s, st);
+}
+
 static lstream_t *push_stream(lua_State *L, gust_server_t *s, gust_stream_t *st) {
     lstream_t *ls = lua_newuserdata(L, sizeof *ls);
     memset(ls, 0, sizeof *ls);

@@ -143,6 +143,7 @@ void gust_conn_response_done(gust_conn_t *c, int keep_alive);
 void gust_conn_process_pending(gust_server_t *s);
 void gust_conn_drain(gust_conn_t *c);
 void gust_conn_nodelay(gust_conn_t *c);
+int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest);
 void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes);
 
 /* lua_sched.c */
@@ -173,6 +174,8 @@ void gust_socket_forget_server(gust_server_t *s);
 int gust_socket_take(lua_State *L, int idx);
 void gust_push_address(lua_State *L, const struct sockaddr *sa);
 void gust_stream_open(lua_State *L, gust_server_t *s);
+struct gust_stream;
+void gust_stream_push(lua_State *L, gust_server_t *s, struct gust_stream *st);
 void gust_conn_accept_stream(gust_listener_t *l, int fd, const struct sockaddr *sa);
 
 /* lua_httpclient.c: the HTTP client's Lua binding and pool */

@@ -55,6 +55,14 @@ gust_stream_t *gust_stream_new(gust_server_t *s, int fd) {
     return st;
 }
 
+/* Gives a stream made with fd -1 its socket. */
+void gust_stream_set_fd(gust_stream_t *st, int fd) {
+    gust_server_t *s = st->server;
+    st->fd = fd;
+    event_assign(&st->rev, s->base, fd, EV_READ | EV_PERSIST, on_readable, st);
+    event_assign(&st->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_writable, st);
+}
+
 void gust_stream_incref(gust_stream_t *st) { st->refs++; }
 
 static void unlink_stream(gust_stream_t *st) {

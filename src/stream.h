@@ -51,6 +51,7 @@ struct gust_stream {
 
 /* Adopts a connected, non-blocking fd. */
 gust_stream_t *gust_stream_new(gust_server_t *s, int fd);
+void gust_stream_set_fd(gust_stream_t *st, int fd);
 void gust_stream_incref(gust_stream_t *st);
 /* Drops a reference; the last one closes and frees. NULL is a no-op. */
 void gust_stream_free(gust_stream_t *st);
