@@ -100,6 +100,7 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
+    gust_metrics_add(&s->metrics->connections_open, 1);
     set_reading(c, 1);
     set_timer(c, l->idle_tv);
 }
@@ -135,6 +136,7 @@ void gust_conn_close(gust_conn_t *c) {
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
+    gust_metrics_add(&s->metrics->connections_open, -1);
     /* Tell the handler its client left before its handle goes dead. */
     if (in_flight) {
         gust_request_client_left(c);
@@ -442,12 +444,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     gust_conn_close(c);
 }
 
+/* Accounts for a response: metrics always, the access log when on. */
 void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes) {
+    double seconds = c->t_start ? gust_now() - c->t_start : 0;
+    gust_metrics_request(c->server->metrics, status, seconds);
     FILE *f = c->server->log.access;
     if (!f)
         return;
     const gust_http_request_t *r = &c->req;
-    double ms = c->t_start ? (gust_now() - c->t_start) * 1000 : 0;
+    double ms = seconds * 1000;
     fprintf(f, "%s \"%s %.*s HTTP/1.%d\" %d %zu %.2fms\n", c->remote_ip,
             r->headers_done ? llhttp_method_name(r->method) : "-",
             r->headers_done ? (int)r->url_len : 1, r->headers_done ? r->arena : "-",

@@ -58,6 +58,8 @@ typedef struct gust_config {
     double body_timeout;       /* seconds; 0 = none */
     const char *lua_dir;       /* the framework's lua/ directory; NULL = find it */
     double drain_timeout;      /* seconds a graceful stop waits; 10 */
+    const char *metrics_path;  /* serve Prometheus metrics at this path; NULL: off */
+    int block_warn_ms;         /* log Lua that holds the loop longer; 200 */
 } gust_config_t;
 
 /** gust_config_t.port value asking the kernel for a free port. */

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <lauxlib.h>
@@ -178,6 +179,21 @@ static int listener_gc(lua_State *L) {
     return 0;
 }
 
+/* core.pid() -> this process's pid (a worker's, under the gust command) */
+static int core_pid(lua_State *L) {
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+/* core.metrics() -> the Prometheus text of this server (all its workers) */
+static int core_metrics(lua_State *L) {
+    size_t len;
+    char *text = gust_metrics_render(upserver(L)->metrics, &len);
+    lua_pushlstring(L, text ? text : "", len);
+    gust_free(text);
+    return 1;
+}
+
 /* core.config() -> {bind=, port=} as given on the command line (port 0:
  * any free port), for scripts that open their own listeners. */
 static int core_config(lua_State *L) {
@@ -206,6 +222,8 @@ GUST_API int luaopen_gust_core(lua_State *L) {
         {"set_close_hook", core_set_close_hook},
         {"listen", core_listen},
         {"config", core_config},
+        {"metrics", core_metrics},
+        {"pid", core_pid},
         {NULL, NULL}};
     if (luaL_newmetatable(L, LISTENER_MT)) {
         lua_newtable(L);

@@ -46,19 +46,36 @@ static int closed(lua_State *L) {
     return 2;
 }
 
+/* Answers GET --metrics PATH from C: no Lua, so it works when the app is
+ * stuck, and costs the app nothing. */
+static void serve_metrics(gust_conn_t *c) {
+    gust_server_t *s = c->server;
+    size_t blen;
+    char *body = gust_metrics_render(s->metrics, &blen);
+    const char *date;
+    gust_server_date(s, &date);
+    char storage[1024];
+    gust_buf_t b;
+    gust_buf_init(&b, storage, sizeof storage);
+    gust_http_status_line(&b, c->req.http_minor, 200, "OK", 2);
+    gust_buf_add(&b, server_header, sizeof server_header - 1);
+    gust_http_header_line(&b, "Date", 4, date, GUST_HTTP_DATE_LEN);
+    gust_buf_addlit(&b, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n");
+    char len[48];
+    int n = snprintf(len, sizeof len, "Content-Length: %zu\r\n\r\n", blen);
+    gust_buf_add(&b, len, n);
+    gust_conn_write(c, b.p, b.len);
+    gust_conn_write(c, body, blen);
+    gust_buf_free(&b);
+    gust_free(body);
+    gust_conn_log_access(c, 200, blen);
+    gust_conn_response_done(c, c->req.keep_alive);
+    gust_conn_send(c);
+}
+
 void gust_request_dispatch(gust_conn_t *c) {
     gust_server_t *s = c->server;
     gust_http_request_t *r = &c->req;
-    lua_State *co = gust_sched_thread(s);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, c->listener->handler_ref);
-    gust_req_handle_t *h = lua_newuserdata(co, sizeof *h);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, s->request_mt_ref);
-    lua_setmetatable(co, -2);
-    h->conn = c;
-    c->handle = h;
-    lua_pushvalue(co, -1);
-    c->handle_ref = luaL_ref(co, LUA_REGISTRYINDEX);
-    lua_pushstring(co, llhttp_method_name(r->method));
 
     /* Split the target into path and query; an absolute-form target
      * ("http://host/p") is reduced to its path. */
@@ -71,10 +88,28 @@ void gust_request_dispatch(gust_conn_t *c) {
         }
     }
     const char *q = memchr(url, '?', end - url);
+    size_t path_len = (q ? q : end) - url;
+    const char *mp = s->cfg.metrics_path;
+    if (mp && (r->method == HTTP_GET || r->method == HTTP_HEAD) && strlen(mp) == path_len &&
+        memcmp(mp, url, path_len) == 0) {
+        serve_metrics(c);
+        return;
+    }
+
+    lua_State *co = gust_sched_thread(s);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, c->listener->handler_ref);
+    gust_req_handle_t *h = lua_newuserdata(co, sizeof *h);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, s->request_mt_ref);
+    lua_setmetatable(co, -2);
+    h->conn = c;
+    c->handle = h;
+    lua_pushvalue(co, -1);
+    c->handle_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    lua_pushstring(co, llhttp_method_name(r->method));
     if (url == end)
         lua_pushliteral(co, "/");
     else
-        lua_pushlstring(co, url, (q ? q : end) - url);
+        lua_pushlstring(co, url, path_len);
     if (q)
         lua_pushlstring(co, q + 1, end - q - 1);
     else
@@ -83,7 +118,18 @@ void gust_request_dispatch(gust_conn_t *c) {
     lua_pushinteger(co, (lua_Integer)r->body_len);
 
     c->in_dispatch = 1;
+    /* Named by the watchdog if this blocks; copied, since a finished
+     * response resets the request. */
+    const char *m = llhttp_method_name(r->method);
+    size_t mlen = strlen(m), ulen = r->url_len;
+    if (mlen + 1 + ulen >= sizeof s->running_what)
+        ulen = sizeof s->running_what - mlen - 2;
+    memcpy(s->running_what, m, mlen);
+    s->running_what[mlen] = ' ';
+    memcpy(s->running_what + mlen + 1, r->arena, ulen);
+    s->running_what[mlen + 1 + ulen] = 0;
     int rc = gust_sched_resume(s, co, 5);
+    s->running_what[0] = 0;
     c->in_dispatch = 0;
     gust_sched_release(s, co, rc);
     if (rc != 0 && rc != LUA_YIELD && c->handle == h && c->started) {

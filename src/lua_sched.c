@@ -28,8 +28,32 @@ int gust_traceback(lua_State *L) {
     return 1;
 }
 
+/* The watchdog (--block-warn): Lua cannot be interrupted here (JIT-compiled
+ * code runs no hooks), so a resume that held the loop too long is reported
+ * when it returns, with where the task now waits. */
+static void warn_blocked(gust_server_t *s, lua_State *co, int rc, double ms) {
+    lua_State *L = s->L;
+    if (rc == LUA_YIELD)
+        luaL_traceback(L, co, NULL, 0);
+    else
+        lua_pushliteral(L, "stack traceback:\n\t(the task has finished)");
+    if (s->running_what[0])
+        gust_log(&s->log, GUST_LOG_WARN, "blocked the loop for %.0f ms handling %s\n%s", ms,
+                 s->running_what, lua_tostring(L, -1));
+    else
+        gust_log(&s->log, GUST_LOG_WARN, "blocked the loop for %.0f ms\n%s", ms,
+                 lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
 int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs) {
+    double t0 = s->cfg.block_warn_ms > 0 ? gust_now() : 0;
     int rc = lua_resume(co, nargs);
+    if (t0 > 0) {
+        double ms = (gust_now() - t0) * 1000;
+        if (ms >= s->cfg.block_warn_ms && s->L)
+            warn_blocked(s, co, rc, ms);
+    }
     if (rc == 0 || rc == LUA_YIELD) {
         lua_settop(co, 0); /* results or yielded values: nobody reads them */
         return rc;

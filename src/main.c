@@ -113,12 +113,18 @@ int main(int argc, char **argv) {
             break;
         case OPT_DRAIN: cfg.drain_timeout = atof(optarg); break;
         case OPT_CHECK: check = 1; break;
-        case OPT_BLOCK_WARN: parse_int(optarg, "block-warn", 1, 1000000); break;
+        case OPT_BLOCK_WARN: cfg.block_warn_ms = parse_int(optarg, "block-warn", 0, 1000000); break;
         case OPT_RELOAD: reload = 1; break;
         case OPT_TLS_CERT:
         case OPT_TLS_KEY: unsupported = "--tls-cert/--tls-key"; break;
         case OPT_REDIS: unsupported = "--redis"; break;
-        case OPT_METRICS: unsupported = "--metrics"; break;
+        case OPT_METRICS:
+            if (optarg[0] != '/') {
+                fprintf(stderr, "gust: --metrics takes a path such as /metrics\n");
+                return 2;
+            }
+            cfg.metrics_path = optarg;
+            break;
         case OPT_VERSION: printf("gust %s\n", GUST_VERSION); return 0;
         case OPT_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;

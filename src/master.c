@@ -27,12 +27,13 @@
 #include <event2/event.h>
 
 #include "master.h"
+#include "server.h"
 
 enum { W_STARTING, W_READY, W_DRAINING };
 
 typedef struct worker {
     pid_t pid;
-    int gen, state, ready_fd;
+    int gen, state, ready_fd, slot;
     struct event *ready_ev;
 } worker_t;
 
@@ -47,6 +48,7 @@ typedef struct master {
     int stopping, started, failed, serves_app;
     struct event *sig[5], *respawn_ev, *reload_ev, *watch_ev;
     int inotify_fd;
+    gust_metrics_t *metrics; /* shared by every worker, across reloads */
 } master_t;
 
 static master_t *the_master; /* for the forked child to release */
@@ -153,6 +155,7 @@ static void on_child(evutil_socket_t sig, short what, void *arg) {
             continue;
         worker_t w = m->w[i];
         drop(m, i);
+        __atomic_store_n(&m->metrics->slot[w.slot].pid, 0, __ATOMIC_RELAXED); /* its gauges */
         char why[96];
         describe(status, why, sizeof why);
         if (m->stopping || w.state == W_DRAINING)
@@ -229,7 +232,7 @@ static void on_watch(evutil_socket_t fd, short what, void *arg) {
     evtimer_add(m->reload_ev, &tv);
 }
 
-static void worker_main(master_t *m, int ready_fd) {
+static void worker_main(master_t *m, int ready_fd, int slot) {
     /* The master's loop does not survive the fork: free it (its events stay
      * reachable through the_master) and let the worker make its own. Its
      * epoll instance is shared with the master, so freeing it as it is
@@ -246,7 +249,19 @@ static void worker_main(master_t *m, int ready_fd) {
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
-    exit(gust_worker_run(m->o, m->listen_fd, ready_fd));
+    exit(gust_worker_run(m->o, m->listen_fd, ready_fd, m->metrics, slot));
+}
+
+/* The lowest metrics slot no live worker holds. */
+static int free_slot(master_t *m) {
+    for (int slot = 0; slot < GUST_METRICS_SLOTS; slot++) {
+        int used = 0;
+        for (int i = 0; i < m->nw && !used; i++)
+            used = m->w[i].slot == slot;
+        if (!used)
+            return slot;
+    }
+    return GUST_METRICS_SLOTS - 1;
 }
 
 static void spawn(master_t *m, int gen) {
@@ -257,6 +272,7 @@ static void spawn(master_t *m, int gen) {
     }
     fflush(stdout);
     fflush(stderr);
+    int slot = free_slot(m);
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "gust: fork: %s\n", strerror(errno));
@@ -266,7 +282,7 @@ static void spawn(master_t *m, int gen) {
     }
     if (pid == 0) {
         close(p[0]);
-        worker_main(m, p[1]);
+        worker_main(m, p[1], slot);
     }
     close(p[1]);
     if (m->nw == m->capw) {
@@ -280,6 +296,7 @@ static void spawn(master_t *m, int gen) {
     w->gen = gen;
     w->state = W_STARTING;
     w->ready_fd = p[0];
+    w->slot = slot;
     w->ready_ev = event_new(m->base, p[0], EV_READ, on_ready, m);
     event_add(w->ready_ev, NULL);
 }
@@ -321,6 +338,7 @@ int gust_master_run(const gust_master_opts_t *o) {
             event_add(m.watch_ev, NULL);
         }
     }
+    m.metrics = gust_metrics_new(1);
     m.gen = 1;
     for (int i = 0; i < o->workers; i++)
         spawn(&m, 1);
@@ -346,6 +364,7 @@ int gust_master_run(const gust_master_opts_t *o) {
     if (strncmp(c->bind, "unix:", 5) == 0)
         unlink(c->bind + 5);
     event_base_free(m.base);
+    gust_metrics_free(m.metrics, 1);
     the_master = NULL;
     return m.failed ? 1 : 0;
 }
@@ -356,11 +375,14 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg) {
         gust_stop(arg); /* the second call stops at once */
 }
 
-int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd) {
+int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
+                    gust_metrics_t *metrics, int slot) {
     struct event_base *base = event_base_new();
     gust_server_t *s = base ? gust_server_new(&o->cfg, base) : NULL;
     if (!s)
         return 1;
+    if (metrics)
+        gust_server_attach_metrics(s, metrics, slot);
     int rc = 1;
     struct event *sigs[2] = {NULL, NULL};
     char err[4096];

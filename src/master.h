@@ -5,6 +5,7 @@
 #define GUST_MASTER_H
 
 #include "gust.h"
+#include "metrics.h"
 
 typedef struct gust_master_opts {
     gust_config_t cfg;
@@ -21,6 +22,7 @@ int gust_master_run(const gust_master_opts_t *o);
 /* A worker's life: load the app, serve `listen_fd`, say 'A' (or 'S' for a
  * script with its own listeners) on `ready_fd`, run until SIGTERM drains it.
  * @return the worker's exit status */
-int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd);
+int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
+                    gust_metrics_t *metrics, int slot);
 
 #endif

@@ -40,6 +40,7 @@ void gust_config_init(gust_config_t *cfg) {
     cfg->idle_connection_timeout = 60;
     cfg->header_timeout = 10;
     cfg->drain_timeout = 10;
+    cfg->block_warn_ms = 200;
 }
 
 double gust_now(void) {
@@ -64,6 +65,41 @@ static void on_defer(evutil_socket_t fd, short what, void *arg) {
     gust_conn_process_pending(s);
     if (s->runq_len || s->pending)
         event_active(&s->defer_ev, 0, 0);
+}
+
+#define SAMPLE_SECONDS 1.0
+
+/* Once a second: how late this timer fired (the loop's lag) and the size of
+ * the Lua heap, into this worker's metrics slot. */
+static void on_sample(evutil_socket_t fd, short what, void *arg) {
+    gust_server_t *s = arg;
+    double now = gust_now(), lag = now - s->sample_due;
+    gust_metrics_slot_t *slot = &s->metrics->slot[s->metrics_slot];
+    __atomic_store_n(&slot->pid, (int32_t)getpid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->lag_us, (uint32_t)(lag > 0 ? lag * 1e6 : 0), __ATOMIC_RELAXED);
+    if (s->main_L) {
+        uint64_t bytes = (uint64_t)lua_gc(s->main_L, LUA_GCCOUNT, 0) * 1024 +
+                         (uint64_t)lua_gc(s->main_L, LUA_GCCOUNTB, 0);
+        __atomic_store_n(&slot->lua_bytes, bytes, __ATOMIC_RELAXED);
+    }
+    s->sample_due = now + SAMPLE_SECONDS;
+    struct timeval tv = {1, 0};
+    evtimer_add(&s->sample_ev, &tv);
+}
+
+static void start_sampling(gust_server_t *s) {
+    evtimer_assign(&s->sample_ev, s->base, on_sample, s);
+    s->sample_due = gust_now();
+    on_sample(-1, 0, s);
+}
+
+void gust_server_attach_metrics(gust_server_t *s, gust_metrics_t *m, int slot) {
+    if (s->own_metrics)
+        gust_metrics_free(s->metrics, 0);
+    s->metrics = m;
+    s->own_metrics = 0;
+    s->metrics_slot = slot;
+    __atomic_store_n(&m->slot[slot].pid, (int32_t)getpid(), __ATOMIC_RELAXED);
 }
 
 /* Activating an already active event is a no-op, so this is cheap to repeat. */
@@ -153,6 +189,7 @@ static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *
         TAKE(bind); TAKE(port); TAKE(log_level); TAKE(access_log);
         TAKE(max_body_size); TAKE(max_header_size); TAKE(idle_connection_timeout);
         TAKE(header_timeout); TAKE(body_timeout); TAKE(lua_dir); TAKE(drain_timeout);
+        TAKE(metrics_path); TAKE(block_warn_ms);
 #undef TAKE
     }
     s->cfg.bind = s->bind = gust_strdup(s->cfg.bind);
@@ -161,6 +198,8 @@ static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *
         s->cfg.access_log = s->access_log_path = gust_strdup(s->cfg.access_log);
     if (s->cfg.lua_dir)
         s->cfg.lua_dir = s->lua_dir = gust_strdup(s->cfg.lua_dir);
+    if (s->cfg.metrics_path)
+        s->cfg.metrics_path = s->metrics_path = gust_strdup(s->cfg.metrics_path);
     int level = gust_log_level_parse(s->cfg.log_level);
     s->log.level = level < 0 ? GUST_LOG_INFO : level;
     if (s->cfg.access_log) {
@@ -185,6 +224,8 @@ static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *
     event_assign(&s->defer_ev, s->base, -1, 0, on_defer, s);
     evtimer_assign(&s->drain_ev, s->base, on_drain_timeout, s);
     gust_timer_init(s);
+    s->metrics = gust_metrics_new(0);
+    s->own_metrics = 1;
     s->app_ref = s->close_hook_ref = s->request_mt_ref = LUA_NOREF;
     return s;
 }
@@ -266,6 +307,16 @@ void gust_server_free(gust_server_t *s) {
     if (s->base) {
         event_del(&s->defer_ev);
         event_del(&s->drain_ev);
+        if (event_initialized(&s->sample_ev))
+            event_del(&s->sample_ev);
+    }
+    if (s->metrics) {
+        /* This worker no longer reports; the shared counters stay. */
+        gust_metrics_slot_t *slot = &s->metrics->slot[s->metrics_slot];
+        if (slot->pid == (int32_t)getpid())
+            __atomic_store_n(&slot->pid, 0, __ATOMIC_RELAXED);
+        if (s->own_metrics)
+            gust_metrics_free(s->metrics, 0);
     }
     gust_timer_forget_server(s);
     gust_free(s->runq);
@@ -281,6 +332,7 @@ void gust_server_free(gust_server_t *s) {
     gust_free(s->log_level_name);
     gust_free(s->access_log_path);
     gust_free(s->lua_dir);
+    gust_free(s->metrics_path);
     gust_free(s);
 }
 
@@ -380,6 +432,8 @@ int gust_port(gust_server_t *s) {
 }
 
 int gust_run(gust_server_t *s) {
+    if (!event_initialized(&s->sample_ev))
+        start_sampling(s);
     return event_base_dispatch(s->base) < 0 ? -1 : 0;
 }
 

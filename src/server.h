@@ -18,6 +18,7 @@
 #include "http_response.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 
 typedef struct gust_listener gust_listener_t;
 typedef struct gust_conn gust_conn_t;
@@ -40,7 +41,12 @@ struct gust_server {
     unsigned own_base : 1, own_lua : 1, stopping : 1, loading : 1;
 
     gust_config_t cfg;
-    char *bind, *log_level_name, *access_log_path, *lua_dir; /* cfg's copies */
+    char *bind, *log_level_name, *access_log_path, *lua_dir, *metrics_path; /* cfg's copies */
+    gust_metrics_t *metrics; /* shared with the other workers, or private */
+    int own_metrics, metrics_slot;
+    struct event sample_ev;  /* loop lag and Lua memory, once a second */
+    double sample_due;
+    char running_what[128]; /* "GET /path" being dispatched, for the watchdog */
     gust_log_t log;
 
     int app_ref;        /* what the app script returned */
@@ -117,6 +123,7 @@ struct gust_req_handle {
 };
 
 /* server.c */
+void gust_server_attach_metrics(gust_server_t *s, gust_metrics_t *m, int slot);
 void gust_server_date(gust_server_t *s, const char **date);
 void gust_server_defer(gust_server_t *s);
 int gust_server_attach_lua(gust_server_t *s, lua_State *L);

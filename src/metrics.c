@@ -1,0 +1,101 @@
+/*
+ * metrics.c -- counting requests and rendering the Prometheus text format.
+ */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "mem.h"
+
+static const double bounds[GUST_METRICS_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+gust_metrics_t *gust_metrics_new(int shared) {
+    if (!shared)
+        return gust_calloc(1, sizeof(gust_metrics_t));
+    void *p = mmap(NULL, sizeof(gust_metrics_t), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p; /* zero-filled by the kernel */
+}
+
+void gust_metrics_free(gust_metrics_t *m, int shared) {
+    if (!m)
+        return;
+    if (shared)
+        munmap(m, sizeof *m);
+    else
+        gust_free(m);
+}
+
+void gust_metrics_request(gust_metrics_t *m, int status, double seconds) {
+    if (status >= 100 && status < 600)
+        __atomic_fetch_add(&m->requests[status], 1, __ATOMIC_RELAXED);
+    int b = 0;
+    while (b < GUST_METRICS_BUCKETS && seconds > bounds[b])
+        b++;
+    __atomic_fetch_add(&m->buckets[b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&m->duration_us_sum, (uint64_t)(seconds * 1e6), __ATOMIC_RELAXED);
+    __atomic_fetch_add(&m->duration_count, 1, __ATOMIC_RELAXED);
+}
+
+static void put(gust_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(gust_buf_t *b, const char *fmt, ...) {
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        gust_buf_add(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
+    gust_buf_t b;
+    gust_buf_init(&b, NULL, 0);
+    put(&b, "# HELP gust_requests_total Requests answered, by status code.\n"
+            "# TYPE gust_requests_total counter\n");
+    for (int code = 100; code < 600; code++) {
+        uint64_t n = LOAD(m->requests[code]);
+        if (n)
+            put(&b, "gust_requests_total{code=\"%d\"} %llu\n", code, (unsigned long long)n);
+    }
+    put(&b, "# HELP gust_request_duration_seconds Time from the first byte of a request to "
+            "its response.\n# TYPE gust_request_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < GUST_METRICS_BUCKETS; i++) {
+        cum += LOAD(m->buckets[i]);
+        put(&b, "gust_request_duration_seconds_bucket{le=\"%g\"} %llu\n", bounds[i],
+            (unsigned long long)cum);
+    }
+    cum += LOAD(m->buckets[GUST_METRICS_BUCKETS]);
+    put(&b, "gust_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    put(&b, "gust_request_duration_seconds_sum %.6f\n", LOAD(m->duration_us_sum) / 1e6);
+    put(&b, "gust_request_duration_seconds_count %llu\n",
+        (unsigned long long)LOAD(m->duration_count));
+    put(&b, "# HELP gust_connections_open Open HTTP connections.\n"
+            "# TYPE gust_connections_open gauge\ngust_connections_open %lld\n",
+        (long long)LOAD(m->connections_open));
+    put(&b, "# HELP gust_websocket_connections_open Open WebSocket connections.\n"
+            "# TYPE gust_websocket_connections_open gauge\n"
+            "gust_websocket_connections_open %lld\n",
+        (long long)LOAD(m->websockets_open));
+    put(&b, "# HELP gust_loop_lag_seconds How late the worker's loop ran a timer.\n"
+            "# TYPE gust_loop_lag_seconds gauge\n");
+    for (int i = 0; i < GUST_METRICS_SLOTS; i++)
+        if (LOAD(m->slot[i].pid))
+            put(&b, "gust_loop_lag_seconds{worker=\"%d\"} %.6f\n", i,
+                LOAD(m->slot[i].lag_us) / 1e6);
+    put(&b, "# HELP gust_lua_memory_bytes The worker's Lua heap.\n"
+            "# TYPE gust_lua_memory_bytes gauge\n");
+    for (int i = 0; i < GUST_METRICS_SLOTS; i++)
+        if (LOAD(m->slot[i].pid))
+            put(&b, "gust_lua_memory_bytes{worker=\"%d\"} %llu\n", i,
+                (unsigned long long)LOAD(m->slot[i].lua_bytes));
+    *len = b.len;
+    return b.p;
+}

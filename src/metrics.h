@@ -1,0 +1,43 @@
+/*
+ * metrics.h -- the counters behind --metrics (DESIGN §4.10), kept in memory
+ * every worker shares: the master maps it before forking, so requests are
+ * summed over workers and survive reloads. A server without a master keeps
+ * a private copy. Updates are atomic adds; nothing here locks.
+ */
+#ifndef GUST_METRICS_H
+#define GUST_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GUST_METRICS_SLOTS 256 /* workers that may report at once */
+#define GUST_METRICS_BUCKETS 13
+
+typedef struct gust_metrics_slot {
+    int32_t pid;          /* 0: free */
+    uint32_t lag_us;      /* last measured loop lag */
+    uint64_t lua_bytes;   /* Lua heap at the last sample */
+} gust_metrics_slot_t;
+
+typedef struct gust_metrics {
+    uint64_t requests[600]; /* by status code */
+    uint64_t buckets[GUST_METRICS_BUCKETS + 1]; /* per bucket; the last is +Inf */
+    uint64_t duration_us_sum, duration_count;
+    int64_t connections_open, websockets_open;
+    gust_metrics_slot_t slot[GUST_METRICS_SLOTS];
+} gust_metrics_t;
+
+/* Shared (MAP_SHARED | MAP_ANONYMOUS) when `shared`, else private. */
+gust_metrics_t *gust_metrics_new(int shared);
+void gust_metrics_free(gust_metrics_t *m, int shared);
+
+void gust_metrics_request(gust_metrics_t *m, int status, double seconds);
+
+static inline void gust_metrics_add(int64_t *gauge, int64_t n) {
+    __atomic_fetch_add(gauge, n, __ATOMIC_RELAXED);
+}
+
+/* Prometheus text exposition format, into a malloc'd buffer (*len bytes). */
+char *gust_metrics_render(const gust_metrics_t *m, size_t *len);
+
+#endif

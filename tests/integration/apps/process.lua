@@ -1,0 +1,25 @@
+-- For the process-model tests: which worker answered, a slow route to hold a
+-- request across a reload, and a route that holds the loop (watchdog).
+local core = require "gust.core"
+local gust = require "gust"
+local web = require "gust.web"
+
+local VERSION = "v1"
+
+local Pid = web.RequestHandler:extend()
+function Pid:get() self:write(VERSION .. " " .. core.pid()) end
+
+local Slow = web.RequestHandler:extend()
+function Slow:get()
+  gust.sleep(tonumber(self:get_argument("s", "1")))
+  self:write("slow " .. VERSION .. " " .. core.pid())
+end
+
+local Busy = web.RequestHandler:extend()
+function Busy:get()
+  local t = core.now()
+  while core.now() - t < 0.3 do end
+  self:write("busy")
+end
+
+return web.Application({ {"/", Pid}, {"/slow", Slow}, {"/busy", Busy} })

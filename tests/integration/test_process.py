@@ -1,0 +1,149 @@
+"""The process model (DESIGN §2-3, §4.10): a master and N workers, crash
+restart, reload by SIGHUP and by --reload, a broken edit that keeps the old
+workers, graceful stop, --metrics summed over workers, --block-warn."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+from gusttest import APPS, GUST_BIN, Server
+
+APP_SRC = os.path.join(APPS, "process.lua")
+
+
+def get(port, path="/", timeout=5):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return sorted(int(x) for x in f.read().split())
+
+
+def wait_for(pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    return None
+
+
+class ProcessModelTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="gust-proc-")
+        self.app = os.path.join(self.dir, "app.lua")
+        shutil.copy(APP_SRC, self.app)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def edit(self, old, new):
+        with open(self.app) as f:
+            text = f.read()
+        with open(self.app, "w") as f:
+            f.write(text.replace(old, new))
+
+    def test_workers_share_the_port_and_a_dead_one_is_replaced(self):
+        with Server(self.app, "--workers", "2") as s:
+            self.assertIn("(2 workers)", s.start_line)
+            workers = children(s.proc.pid)
+            self.assertEqual(2, len(workers))
+            seen = set()
+            for _ in range(200):
+                seen.add(int(get(s.port)[1].split()[1]))
+                if seen == set(workers):
+                    break
+            self.assertEqual(set(workers), seen, "both workers should serve")
+            os.kill(workers[0], signal.SIGKILL)
+            replaced = wait_for(lambda: (lambda c: c if len(c) == 2 and workers[0] not in c
+                                         else None)(children(s.proc.pid)))
+            self.assertIsNotNone(replaced, children(s.proc.pid))
+            self.assertEqual(200, get(s.port)[0])
+            self.assertIsNotNone(s.wait_stderr(r"worker %d died" % workers[0]))
+
+    def test_sighup_reloads_without_dropping_a_request_in_flight(self):
+        with Server(self.app) as s:
+            old = children(s.proc.pid)
+            self.assertEqual("v1", get(s.port)[1].split()[0])
+            result = {}
+            t = threading.Thread(target=lambda: result.update(r=get(s.port, "/slow?s=1")))
+            t.start()
+            time.sleep(0.2)
+            self.edit('VERSION = "v1"', 'VERSION = "v2"')
+            os.kill(s.proc.pid, signal.SIGHUP)
+            self.assertIsNotNone(wait_for(lambda: get(s.port)[1].startswith("v2")))
+            t.join(5)
+            status, body = result["r"]
+            self.assertEqual(200, status)
+            self.assertTrue(body.startswith("slow v1 %d" % old[0]), body)
+            self.assertIsNotNone(wait_for(lambda: old[0] not in children(s.proc.pid)))
+
+    def test_a_broken_edit_keeps_the_old_workers(self):
+        with Server(self.app) as s:
+            old = children(s.proc.pid)
+            with open(self.app, "a") as f:
+                f.write("\nthis is not lua (\n")
+            os.kill(s.proc.pid, signal.SIGHUP)
+            self.assertIsNotNone(s.wait_stderr(r"reload failed", timeout=5), s.stderr())
+            self.assertRegex(s.stderr(), r"app\.lua:\d+:")
+            self.assertEqual(old, children(s.proc.pid))
+            self.assertEqual(200, get(s.port)[0])
+
+    def test_reload_flag_follows_file_changes(self):
+        with Server(self.app, "--reload") as s:
+            self.assertEqual("v1", get(s.port)[1].split()[0])
+            self.edit('VERSION = "v1"', 'VERSION = "v3"')
+            self.assertIsNotNone(wait_for(lambda: get(s.port)[1].startswith("v3")),
+                                 s.stderr())
+
+    def test_broken_app_at_start_exits_1(self):
+        with open(self.app, "w") as f:
+            f.write("return (\n")
+        p = subprocess.run([GUST_BIN, "--port", "0", self.app], capture_output=True,
+                           timeout=10)
+        self.assertEqual(1, p.returncode)
+        self.assertRegex(p.stderr.decode(), r"app\.lua:\d+:")
+
+    def test_metrics_summed_over_workers(self):
+        with Server(self.app, "--workers", "2", "--metrics", "/metrics") as s:
+            for _ in range(20):
+                get(s.port)
+            try:
+                get(s.port, "/nope")
+            except urllib.error.HTTPError as e:
+                self.assertEqual(404, e.code)
+            time.sleep(1.2)  # one sampling period for the per-worker gauges
+            status, text = get(s.port, "/metrics")
+            self.assertEqual(200, status)
+            total = int(re.search(r'^gust_requests_total\{code="200"\} (\d+)$', text, re.M)
+                        .group(1))
+            self.assertGreaterEqual(total, 20)
+            self.assertRegex(text, r'gust_requests_total\{code="404"\} 1\b')
+            self.assertRegex(text, r'gust_request_duration_seconds_bucket\{le="\+Inf"\} \d+')
+            self.assertRegex(text, r"gust_request_duration_seconds_count \d+")
+            self.assertRegex(text, r"gust_connections_open \d+")
+            self.assertRegex(text, r"gust_websocket_connections_open \d+")
+            self.assertEqual(2, len(re.findall(r"^gust_lua_memory_bytes\{worker=", text, re.M)))
+            self.assertEqual(2, len(re.findall(r"^gust_loop_lag_seconds\{worker=", text, re.M)))
+
+    def test_block_warn_logs_a_handler_that_holds_the_loop(self):
+        with Server(self.app, "--block-warn", "100") as s:
+            self.assertEqual((200, "busy"), get(s.port, "/busy"))
+            m = s.wait_stderr(r"blocked the loop for (\d+) ms handling GET /busy")
+            self.assertIsNotNone(m, s.stderr())
+            self.assertGreaterEqual(int(m.group(1)), 250)
+            get(s.port, "/")
+            self.assertEqual(1, len(re.findall("blocked the loop", s.stderr())))
+
+
+if __name__ == "__main__":
+    unittest.main()
