@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "server.h"
 
@@ -90,6 +92,18 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
         strcpy(c->remote_ip, "unix");
     }
     c->is_tcp = sa->sa_family != AF_UNIX;
+    if (s->tls_ctx) {
+        c->ssl = SSL_new(s->tls_ctx);
+        if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
+            gust_log(&s->log, GUST_LOG_ERROR, "tls: cannot set up a connection");
+            SSL_free(c->ssl);
+            c->ssl = NULL;
+        } else {
+            SSL_set_accept_state(c->ssl);
+            SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        }
+    }
     c->in = evbuffer_new();
     c->out = evbuffer_new();
     event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
@@ -123,6 +137,12 @@ void gust_conn_close(gust_conn_t *c) {
     event_del(&c->rev);
     event_del(&c->wev);
     evtimer_del(&c->timer);
+    if (c->ssl) {
+        if (!c->tls_dead && c->fd >= 0)
+            SSL_shutdown(c->ssl); /* best effort: one non-blocking close_notify */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -193,10 +213,49 @@ static void linger(gust_conn_t *c) {
     set_timer(c, &tv);
 }
 
+/* One SSL_write of the front of the output: the bytes it took, 0 to wait
+ * (for writable, or readable when tls_write_wants_read is set), -1 when the
+ * connection failed. */
+static int tls_write_some(gust_conn_t *c) {
+    struct evbuffer_iovec v;
+    if (evbuffer_peek(c->out, -1, NULL, &v, 1) < 1)
+        return 0;
+    /* After WANT_*, OpenSSL wants the same call repeated. */
+    int len = c->tls_wlen ? c->tls_wlen : (int)(v.iov_len > 65536 ? 65536 : v.iov_len);
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, v.iov_base, len);
+    if (n > 0) {
+        c->tls_wlen = 0;
+        evbuffer_drain(c->out, (size_t)n);
+        return n;
+    }
+    c->tls_wlen = len;
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_WRITE:
+        return 0;
+    case SSL_ERROR_WANT_READ:
+        c->tls_write_wants_read = 1;
+        return 0;
+    default:
+        c->tls_dead = 1;
+        return -1;
+    }
+}
+
 int gust_conn_send(gust_conn_t *c) {
     if (c->state == CONN_CLOSED)
         return 0;
     while (evbuffer_get_length(c->out) > 0) {
+        if (c->ssl) {
+            int n = tls_write_some(c);
+            if (n < 0) {
+                gust_conn_close(c);
+                return 0;
+            }
+            if (n == 0)
+                break;
+            continue;
+        }
         int n = evbuffer_write(c->out, c->fd);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -229,6 +288,16 @@ int gust_conn_send(gust_conn_t *c) {
 
 static void on_write(evutil_socket_t fd, short what, void *arg) {
     gust_conn_t *c = arg;
+    if (c->tls_read_wants_write) {
+        /* The handshake wrote what it had to: read on. */
+        c->tls_read_wants_write = 0;
+        if (evbuffer_get_length(c->out) == 0) {
+            c->writing = 0;
+            event_del(&c->wev);
+        }
+        on_read(fd, EV_READ, c);
+        return;
+    }
     gust_conn_incref(c);
     if (gust_conn_send(c)) {
         wake_flusher(c, 1);
@@ -388,7 +457,60 @@ void gust_conn_drain(gust_conn_t *c) {
 
 /* Reads straight into the input buffer's free space: evbuffer_read() would
  * first ask the kernel how much is waiting, a syscall per request. */
+/* SSL_read until OpenSSL needs the socket again (level-triggered events
+ * never report what it has already decrypted). -1 with errno EAGAIN when
+ * nothing is there yet, 0 at the end of the stream. */
+static ssize_t tls_read(gust_conn_t *c) {
+    ssize_t got = 0;
+    for (;;) {
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1)
+            break;
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, v.iov_base, (int)v.iov_len);
+        v.iov_len = n > 0 ? (size_t)n : 0;
+        evbuffer_commit_space(c->in, &v, 1);
+        if (n > 0) {
+            got += n;
+            if (evbuffer_get_length(c->in) > READ_AHEAD_MAX)
+                return got;
+            continue;
+        }
+        switch (SSL_get_error(c->ssl, n)) {
+        case SSL_ERROR_WANT_WRITE:
+            /* a handshake step that must write first */
+            c->tls_read_wants_write = 1;
+            if (!c->writing) {
+                c->writing = 1;
+                event_add(&c->wev, NULL);
+            }
+            /* fall through */
+        case SSL_ERROR_WANT_READ:
+            if (got)
+                return got;
+            errno = EAGAIN;
+            return -1;
+        case SSL_ERROR_ZERO_RETURN:
+            return got; /* close_notify; what came before it still counts */
+        case SSL_ERROR_SYSCALL:
+            c->tls_dead = 1;
+            if (got)
+                return got;
+            return errno == 0 ? 0 : -1;
+        default:
+            c->tls_dead = 1; /* a failed handshake: not a TLS client */
+            gust_log(&c->server->log, GUST_LOG_INFO, "tls handshake with %s failed",
+                     c->remote_ip);
+            errno = EPROTO;
+            return got ? got : -1;
+        }
+    }
+    return got;
+}
+
 static ssize_t read_some(gust_conn_t *c) {
+    if (c->ssl)
+        return tls_read(c);
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1)
         return -1;
@@ -400,6 +522,12 @@ static ssize_t read_some(gust_conn_t *c) {
 
 static void on_read(evutil_socket_t fd, short what, void *arg) {
     gust_conn_t *c = arg;
+    if (c->tls_write_wants_read) {
+        c->tls_write_wants_read = 0;
+        on_write(fd, EV_WRITE, c);
+        if (c->state == CONN_CLOSED)
+            return;
+    }
     ssize_t n = read_some(c);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;

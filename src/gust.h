@@ -60,10 +60,19 @@ typedef struct gust_config {
     double drain_timeout;      /* seconds a graceful stop waits; 10 */
     const char *metrics_path;  /* serve Prometheus metrics at this path; NULL: off */
     int block_warn_ms;         /* log Lua that holds the loop longer; 200 */
+    const char *tls_cert;      /* PEM certificate chain: serve HTTPS; NULL: HTTP */
+    const char *tls_key;       /* PEM private key for tls_cert */
 } gust_config_t;
 
 /** gust_config_t.port value asking the kernel for a free port. */
 #define GUST_PORT_ANY (-1)
+
+/**
+ * Checks that a certificate chain and its key load and match, as
+ * gust_server_new() will need them for HTTPS.
+ * @return 0, or -1 with the reason in err
+ */
+GUST_API int gust_tls_check(const char *cert, const char *key, char *err, size_t errlen);
 
 /** Fills every field of `cfg` with its default. */
 GUST_API void gust_config_init(gust_config_t *cfg);
@@ -74,6 +83,7 @@ GUST_API void gust_config_init(gust_config_t *cfg);
  * @param base the event loop to run on, borrowed (NULL: the server makes and
  *             owns one)
  * @return the server, or NULL when the loop or Lua state cannot be created
+ *         or the TLS certificate does not load (check it with gust_tls_check)
  */
 GUST_API gust_server_t *gust_server_new(const gust_config_t *cfg,
                                         struct event_base *base);

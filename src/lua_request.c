@@ -238,7 +238,10 @@ static int req_protocol(lua_State *L) {
     gust_conn_t *c = check_conn(L);
     if (!c)
         return closed(L);
-    lua_pushliteral(L, "http");
+    if (c->ssl)
+        lua_pushliteral(L, "https");
+    else
+        lua_pushliteral(L, "http");
     return 1;
 }
 
@@ -652,10 +655,24 @@ static int req_send_file(lua_State *L) {
     gust_buf_free(&hdrs);
     gust_conn_write(c, b.p, b.len);
     gust_buf_free(&b);
-    if (!is_head(c) && length > 0 && gust_http_status_has_body(hd.status))
-        evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)length); /* owns fd */
-    else
+    if (!is_head(c) && length > 0 && gust_http_status_has_body(hd.status)) {
+        if (c->ssl) {
+            /* TLS encrypts in user space: the file is mapped, not sendfile()d. */
+            struct evbuffer_file_segment *seg = evbuffer_file_segment_new(
+                fd, (ev_off_t)offset, (ev_off_t)length,
+                EVBUF_FS_DISABLE_SENDFILE | EVBUF_FS_CLOSE_ON_FREE);
+            if (seg) {
+                evbuffer_add_file_segment(c->out, seg, 0, (ev_off_t)length);
+                evbuffer_file_segment_free(seg); /* the buffer holds its own ref */
+            } else {
+                close(fd);
+            }
+        } else {
+            evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)length); /* owns fd */
+        }
+    } else {
         close(fd);
+    }
     gust_conn_incref(c);
     gust_conn_log_access(c, hd.status, (size_t)length);
     gust_conn_response_done(c, hd.keep_alive);

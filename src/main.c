@@ -115,8 +115,8 @@ int main(int argc, char **argv) {
         case OPT_CHECK: check = 1; break;
         case OPT_BLOCK_WARN: cfg.block_warn_ms = parse_int(optarg, "block-warn", 0, 1000000); break;
         case OPT_RELOAD: reload = 1; break;
-        case OPT_TLS_CERT:
-        case OPT_TLS_KEY: unsupported = "--tls-cert/--tls-key"; break;
+        case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
+        case OPT_TLS_KEY: cfg.tls_key = optarg; break;
         case OPT_REDIS: unsupported = "--redis"; break;
         case OPT_METRICS:
             if (optarg[0] != '/') {
@@ -144,6 +144,17 @@ int main(int argc, char **argv) {
     if (workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         workers = n > 0 ? (int)n : 1;
+    }
+    if (cfg.tls_key && !cfg.tls_cert) {
+        fprintf(stderr, "gust: --tls-key needs --tls-cert\n");
+        return 2;
+    }
+    if (cfg.tls_cert) {
+        char err[GUST_ERR_LEN];
+        if (gust_tls_check(cfg.tls_cert, cfg.tls_key, err, sizeof err) != 0) {
+            fprintf(stderr, "gust: %s\n", err);
+            return 1;
+        }
     }
     if (check)
         return check_app(&cfg, app);

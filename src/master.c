@@ -86,11 +86,11 @@ static void print_start_line(master_t *m) {
     else if (strncmp(c->bind, "unix:", 5) == 0)
         printf("gust %s listening on %s (%d worker%s)\n", GUST_VERSION, c->bind, n, s);
     else if (strchr(c->bind, ':'))
-        printf("gust %s listening on http://[%s]:%d (%d worker%s)\n", GUST_VERSION, c->bind,
-               m->port, n, s);
+        printf("gust %s listening on %s://[%s]:%d (%d worker%s)\n", GUST_VERSION,
+               c->tls_cert ? "https" : "http", c->bind, m->port, n, s);
     else
-        printf("gust %s listening on http://%s:%d (%d worker%s)\n", GUST_VERSION, c->bind,
-               m->port, n, s);
+        printf("gust %s listening on %s://%s:%d (%d worker%s)\n", GUST_VERSION,
+               c->tls_cert ? "https" : "http", c->bind, m->port, n, s);
     fflush(stdout);
 }
 

@@ -22,6 +22,9 @@
 #include <event2/listener.h>
 
 #include "stream.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <lauxlib.h>
 #include <lualib.h>
 
@@ -189,7 +192,7 @@ static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *
         TAKE(bind); TAKE(port); TAKE(log_level); TAKE(access_log);
         TAKE(max_body_size); TAKE(max_header_size); TAKE(idle_connection_timeout);
         TAKE(header_timeout); TAKE(body_timeout); TAKE(lua_dir); TAKE(drain_timeout);
-        TAKE(metrics_path); TAKE(block_warn_ms);
+        TAKE(metrics_path); TAKE(block_warn_ms); TAKE(tls_cert); TAKE(tls_key);
 #undef TAKE
     }
     s->cfg.bind = s->bind = gust_strdup(s->cfg.bind);
@@ -230,10 +233,49 @@ static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *
     return s;
 }
 
+/* An SSL_CTX serving `cert` with `key`, or NULL with the reason in err. */
+static SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, errlen, "tls: cannot create a context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(err, errlen, "tls: cannot load the certificate %s: %s", cert,
+                 ERR_reason_error_string(ERR_get_error()));
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, key ? key : cert, SSL_FILETYPE_PEM) != 1) {
+        snprintf(err, errlen, "tls: cannot load the key %s: %s", key ? key : cert,
+                 ERR_reason_error_string(ERR_get_error()));
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "tls: the key does not match the certificate %s", cert);
+    } else {
+        return ctx;
+    }
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+int gust_tls_check(const char *cert, const char *key, char *err, size_t errlen) {
+    SSL_CTX *ctx = tls_server_ctx(cert, key, err, errlen);
+    SSL_CTX_free(ctx);
+    return ctx ? 0 : -1;
+}
+
 gust_server_t *gust_server_new(const gust_config_t *cfg, struct event_base *base) {
     gust_server_t *s = server_alloc(cfg, base);
     if (!s)
         return NULL;
+    if (s->cfg.tls_cert) {
+        char err[GUST_ERR_LEN];
+        s->tls_ctx = tls_server_ctx(s->cfg.tls_cert, s->cfg.tls_key, err, sizeof err);
+        if (!s->tls_ctx) {
+            gust_log(&s->log, GUST_LOG_ERROR, "%s", err);
+            gust_server_free(s);
+            return NULL;
+        }
+    }
     lua_State *L = luaL_newstate();
     if (!L) {
         gust_server_free(s);
@@ -333,6 +375,7 @@ void gust_server_free(gust_server_t *s) {
     gust_free(s->access_log_path);
     gust_free(s->lua_dir);
     gust_free(s->metrics_path);
+    SSL_CTX_free(s->tls_ctx);
     gust_free(s);
 }
 

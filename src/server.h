@@ -61,6 +61,7 @@ struct gust_server {
     struct gust_watcher *watchers; /* fd handlers (lua_socket.c) */
     struct evdns_base *dns;        /* made on the first name lookup */
     struct gust_http_pool *http_pool; /* the HTTP client's idle connections */
+    struct ssl_ctx_st *tls_ctx;      /* HTTPS serving (--tls-cert/--tls-key), or NULL */
     struct gust_timer_slot *theap; /* pending Lua timers (lua_timer.c) */
     size_t theap_len, theap_cap, timers_cancelled;
     uint64_t timer_seq;
@@ -101,7 +102,10 @@ struct gust_conn {
     int state;
     unsigned peer_eof : 1, in_dispatch : 1, pending : 1, writing : 1,
         reading : 1, started : 1, chunked : 1, close_after : 1, sent_continue : 1,
-        told_left : 1, is_tcp : 1, nodelay : 1, unread_input : 1;
+        told_left : 1, is_tcp : 1, nodelay : 1, unread_input : 1, tls_dead : 1,
+        tls_read_wants_write : 1, tls_write_wants_read : 1;
+    struct ssl_st *ssl; /* HTTPS: this connection's TLS, or NULL */
+    int tls_wlen;       /* the SSL_write to repeat after WANT_* */
     struct event rev, wev, timer;
     struct evbuffer *in, *out;
     gust_http_request_t req;

@@ -17,7 +17,7 @@ import unittest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
 GUST_BIN = os.environ.get("GUST_BIN", os.path.join(ROOT, "build", "gust"))
-START_LINE = re.compile(r"listening on http://(?:\[[^\]]+\]|[^:]+):(\d+)")
+START_LINE = re.compile(r"listening on https?://(?:\[[^\]]+\]|[^:]+):(\d+)")
 
 
 def _die_with_parent():
