@@ -243,6 +243,9 @@ GUST_API int luaopen_gust_core(lua_State *L) {
     gust_socket_open(L, s);
     gust_stream_open(L, s);
     gust_httpclient_open(L, s);
+    gust_ws_open(L, s);
+    gust_pubsub_open(L, s);
+    gust_shdict_open(L, s);
     gust_crypto_open(L);
     lua_pushliteral(L, GUST_VERSION);
     lua_setfield(L, -2, "VERSION");

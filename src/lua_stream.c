@@ -175,6 +175,24 @@ void gust_stream_push(lua_State *L, gust_server_t *s, gust_stream_t *st) {
     push_stream(L, s, st);
 }
 
+/* Takes the gust_stream_t, with the IOStream's reference, out of the
+ * IOStream at idx, which is closed from then on (the way from an upgraded
+ * HTTP connection to a WebSocket). NULL when idx is not an IOStream, has
+ * lost its stream, or has a read or write waiting. */
+gust_stream_t *gust_stream_take(lua_State *L, int idx) {
+    lstream_t *ls = luaL_testudata(L, idx, STREAM_MT);
+    if (!ls || !ls->st || ls->read_ref != LUA_NOREF || ls->write_ref != LUA_NOREF)
+        return NULL;
+    gust_stream_t *st = ls->st;
+    st->on_read = st->on_drain = st->on_close = NULL;
+    st->arg = NULL;
+    ls->st = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->close_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
+    ls->close_ref = ls->self_ref = LUA_NOREF;
+    return st;
+}
+
 static lstream_t *push_stream(lua_State *L, gust_server_t *s, gust_stream_t *st) {
     lstream_t *ls = lua_newuserdata(L, sizeof *ls);
     memset(ls, 0, sizeof *ls);

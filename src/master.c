@@ -27,6 +27,7 @@
 #include <event2/event.h>
 
 #include "master.h"
+#include "shdict.h"
 #include "server.h"
 
 enum { W_STARTING, W_READY, W_DRAINING };
@@ -34,7 +35,8 @@ enum { W_STARTING, W_READY, W_DRAINING };
 typedef struct worker {
     pid_t pid;
     int gen, state, ready_fd, slot;
-    struct event *ready_ev;
+    int bus_fd; /* the master's end of the worker's pubsub socket */
+    struct event *ready_ev, *bus_ev;
 } worker_t;
 
 typedef struct master {
@@ -64,6 +66,10 @@ static int count(master_t *m, int gen, int state) {
 }
 
 static void drop(master_t *m, int i) {
+    if (m->w[i].bus_ev)
+        event_free(m->w[i].bus_ev);
+    if (m->w[i].bus_fd >= 0)
+        close(m->w[i].bus_fd);
     if (m->w[i].ready_ev)
         event_free(m->w[i].ready_ev);
     if (m->w[i].ready_fd >= 0)
@@ -232,7 +238,7 @@ static void on_watch(evutil_socket_t fd, short what, void *arg) {
     evtimer_add(m->reload_ev, &tv);
 }
 
-static void worker_main(master_t *m, int ready_fd, int slot) {
+static void worker_main(master_t *m, int ready_fd, int slot, int bus_fd) {
     /* The master's loop does not survive the fork: free it (its events stay
      * reachable through the_master) and let the worker make its own. Its
      * epoll instance is shared with the master, so freeing it as it is
@@ -249,7 +255,29 @@ static void worker_main(master_t *m, int ready_fd, int slot) {
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
-    exit(gust_worker_run(m->o, m->listen_fd, ready_fd, m->metrics, slot));
+    for (int i = 0; i < m->nw; i++)
+        if (m->w[i].bus_fd >= 0)
+            close(m->w[i].bus_fd);
+    exit(gust_worker_run(m->o, m->listen_fd, ready_fd, m->metrics, slot, bus_fd));
+}
+
+/* A pubsub message from a worker goes to every other worker (DESIGN §4.9):
+ * the master relays, it never looks inside. A worker too busy to take one
+ * loses it rather than stall the master. */
+static void on_bus(evutil_socket_t fd, short what, void *arg) {
+    master_t *m = arg;
+    char msg[GUST_BUS_MAX];
+    ssize_t n = recv(fd, msg, sizeof msg, MSG_DONTWAIT);
+    if (n <= 0)
+        return; /* EOF: the worker is exiting; on_child cleans up */
+    for (int i = 0; i < m->nw; i++) {
+        worker_t *w = &m->w[i];
+        if (w->bus_fd < 0 || w->bus_fd == fd)
+            continue;
+        if (send(w->bus_fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+            fprintf(stderr, "gust: pubsub: worker %d missed a message: %s\n", (int)w->pid,
+                    strerror(errno));
+    }
 }
 
 /* The lowest metrics slot no live worker holds. */
@@ -265,9 +293,15 @@ static int free_slot(master_t *m) {
 }
 
 static void spawn(master_t *m, int gen) {
-    int p[2];
+    int p[2], bus[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         fprintf(stderr, "gust: pipe: %s\n", strerror(errno));
+        return;
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, bus) < 0) {
+        fprintf(stderr, "gust: socketpair: %s\n", strerror(errno));
+        close(p[0]);
+        close(p[1]);
         return;
     }
     fflush(stdout);
@@ -278,13 +312,17 @@ static void spawn(master_t *m, int gen) {
         fprintf(stderr, "gust: fork: %s\n", strerror(errno));
         close(p[0]);
         close(p[1]);
+        close(bus[0]);
+        close(bus[1]);
         return;
     }
     if (pid == 0) {
         close(p[0]);
-        worker_main(m, p[1], slot);
+        close(bus[0]);
+        worker_main(m, p[1], slot, bus[1]);
     }
     close(p[1]);
+    close(bus[1]);
     if (m->nw == m->capw) {
         m->capw = m->capw ? m->capw * 2 : 8;
         m->w = realloc(m->w, m->capw * sizeof *m->w);
@@ -299,6 +337,9 @@ static void spawn(master_t *m, int gen) {
     w->slot = slot;
     w->ready_ev = event_new(m->base, p[0], EV_READ, on_ready, m);
     event_add(w->ready_ev, NULL);
+    w->bus_fd = bus[0];
+    w->bus_ev = event_new(m->base, bus[0], EV_READ | EV_PERSIST, on_bus, m);
+    event_add(w->bus_ev, NULL);
 }
 
 int gust_master_run(const gust_master_opts_t *o) {
@@ -340,6 +381,7 @@ int gust_master_run(const gust_master_opts_t *o) {
     }
     m.metrics = gust_metrics_new(1);
     m.gen = 1;
+    gust_shdict_set_owner_env(getpid()); /* workers open the shared dicts by it */
     for (int i = 0; i < o->workers; i++)
         spawn(&m, 1);
     event_base_dispatch(m.base);
@@ -365,6 +407,7 @@ int gust_master_run(const gust_master_opts_t *o) {
         unlink(c->bind + 5);
     event_base_free(m.base);
     gust_metrics_free(m.metrics, 1);
+    gust_shdict_cleanup_all(getpid()); /* every worker is gone */
     the_master = NULL;
     return m.failed ? 1 : 0;
 }
@@ -376,11 +419,12 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg) {
 }
 
 int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
-                    gust_metrics_t *metrics, int slot) {
+                    gust_metrics_t *metrics, int slot, int bus_fd) {
     struct event_base *base = event_base_new();
     gust_server_t *s = base ? gust_server_new(&o->cfg, base) : NULL;
     if (!s)
         return 1;
+    gust_server_attach_bus(s, bus_fd);
     if (metrics)
         gust_server_attach_metrics(s, metrics, slot);
     int rc = 1;

@@ -23,6 +23,6 @@ int gust_master_run(const gust_master_opts_t *o);
  * script with its own listeners) on `ready_fd`, run until SIGTERM drains it.
  * @return the worker's exit status */
 int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
-                    gust_metrics_t *metrics, int slot);
+                    gust_metrics_t *metrics, int slot, int bus_fd);
 
 #endif

@@ -230,6 +230,8 @@ static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *
     s->metrics = gust_metrics_new(0);
     s->own_metrics = 1;
     s->app_ref = s->close_hook_ref = s->request_mt_ref = LUA_NOREF;
+    s->bus_fd = -1;
+    s->bus_handler_ref = LUA_NOREF;
     return s;
 }
 
@@ -342,6 +344,7 @@ void gust_server_free(gust_server_t *s) {
         gust_conn_close(s->conns);
     gust_conn_process_pending(s);
     gust_httpclient_forget_server(s);
+    gust_pubsub_forget_server(s);
     gust_stream_close_all(s);
     gust_socket_forget_server(s);
     if (s->dns)

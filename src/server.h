@@ -62,6 +62,8 @@ struct gust_server {
     struct evdns_base *dns;        /* made on the first name lookup */
     struct gust_http_pool *http_pool; /* the HTTP client's idle connections */
     struct ssl_ctx_st *tls_ctx;      /* HTTPS serving (--tls-cert/--tls-key), or NULL */
+    int bus_fd, bus_handler_ref;     /* pubsub to the other workers (lua_pubsub.c) */
+    struct event bus_ev;
     struct gust_timer_slot *theap; /* pending Lua timers (lua_timer.c) */
     size_t theap_len, theap_cap, timers_cancelled;
     uint64_t timer_seq;
@@ -188,10 +190,23 @@ void gust_stream_open(lua_State *L, gust_server_t *s);
 struct gust_stream;
 void gust_stream_push(lua_State *L, gust_server_t *s, struct gust_stream *st);
 void gust_conn_accept_stream(gust_listener_t *l, int fd, const struct sockaddr *sa);
+struct gust_stream *gust_stream_take(lua_State *L, int idx);
+
+/* lua_ws.c: "gust.websocket" connections and the handshake helpers */
+void gust_ws_open(lua_State *L, gust_server_t *s);
 
 /* lua_httpclient.c: the HTTP client's Lua binding and pool */
 void gust_httpclient_open(lua_State *L, gust_server_t *s);
 void gust_httpclient_forget_server(gust_server_t *s);
+
+/* lua_shdict.c: core.shdict() and the gust.shared.dict methods */
+void gust_shdict_open(lua_State *L, gust_server_t *s);
+
+/* lua_pubsub.c: one packet on the bus between workers, at most */
+#define GUST_BUS_MAX (64 * 1024 + 2 + 1024)
+void gust_server_attach_bus(gust_server_t *s, int fd);
+void gust_pubsub_forget_server(gust_server_t *s);
+void gust_pubsub_open(lua_State *L, gust_server_t *s);
 
 /* lua_core.c */
 int luaopen_gust_core(lua_State *L);

@@ -1290,25 +1290,87 @@ function RedirectHandler:get(...)
 end
 _M.RedirectHandler = RedirectHandler
 
--- {fallback = container}: hands the handler to the container, called as
--- fallback(handler) (a WSAPIContainer's __call, or a function), for any
--- verb. The container answers through the handler; if it returns without
--- finishing, the response is finished as for any verb.
+-- {fallback = container}: every request on the route goes to the
+-- container, called as fallback(handler, ...captures) -- a WSAPIContainer
+-- (gust.wsapi), a web_proxy.Proxy, or any function. It answers through the
+-- handler (set_status, set_header, write, flush, finish); if it returns
+-- without finishing, the response is finished as for any verb.
+--
+-- Tornado's FallbackHandler runs the container from prepare(); here the
+-- class runs its own _execute, because a hosted application needs the
+-- request as it came:
+--   * any method goes through (PROPFIND as well as GET), never a 405;
+--   * the body is not parsed (the hosted app reads it raw, and a malformed
+--     form is its business, not a 400), and there is no XSRF check (the
+--     hosted app has its own);
+--   * initialize() and prepare() still run first, so a subclass can check
+--     authentication or answer some requests itself;
+--   * an error once the response has started cuts the connection: finishing
+--     a chunked body cleanly would make a truncated answer look complete.
 local FallbackHandler = RequestHandler:extend()
 FallbackHandler.__name = "gust.web.FallbackHandler"
 
-function FallbackHandler:initialize(kwargs)
-    if kwargs.fallback == nil then
-        error("FallbackHandler needs a 'fallback' in its route kwargs", 2)
-    end
-    self.fallback = kwargs.fallback
+local function is_callable(v)
+    if type(v) == "function" then return true end
+    local mt = getmetatable(v)
+    return type(mt) == "table" and rawget(mt, "__call") ~= nil
 end
 
-local function call_fallback(self)
-    return self.fallback(self)
+function FallbackHandler:initialize(kwargs)
+    local fallback = kwargs.fallback
+    if not is_callable(fallback) then
+        error("FallbackHandler needs a callable 'fallback' in its route kwargs, got "
+              .. type(fallback), 2)
+    end
+    self.fallback = fallback
 end
+
+local function call_fallback(self, ...)
+    return self.fallback(self, ...)
+end
+-- The verbs, for subclasses and callers that name them; _execute below
+-- calls the fallback for every method, these included.
 for i = 1, #SUPPORTED_METHODS do FallbackHandler[VERBS[SUPPORTED_METHODS[i]]] = call_fallback end
+
+local function execute_fallback(self, kwargs, ...)
+    self:set_default_headers()
+    self:initialize(kwargs)
+    self:prepare()
+    if self._finished then return end
+    self.fallback(self, ...)
+    if self._auto_finish and not self._finished then self:finish() end
+end
+
+function FallbackHandler:_execute(kwargs, _, ...)
+    local ok, err = xpcall(execute_fallback, on_error, self, kwargs, ...)
+    if ok then return end
+    local tb = take_traceback(err)
+    if self._headers_written and not self._finished and getmetatable(err) ~= Finish then
+        -- Mid-stream: log it, do the finish() bookkeeping (on_finish runs),
+        -- and let the error end the coroutine, which makes the core cut the
+        -- connection rather than end the body.
+        local lok, lerr = pcall(self.log_exception, self, err, tb)
+        if not lok then log.error("Exception in log_exception: %s", tostring(lerr)) end
+        finished(self, self._req)
+        error("response cut: the fallback failed after the response had started", 0)
+    end
+    handle_request_exception(self, err, tb)
+end
 _M.FallbackHandler = FallbackHandler
+
+-- web.ProxyHandler ({upstream = "http://127.0.0.1:8000", ...}) is a
+-- FallbackHandler whose container forwards the request to an HTTP backend.
+-- It lives in web_proxy.lua, loaded on first use since it needs
+-- gust.httpclient.
+setmetatable(_M, {
+    __index = function(t, k)
+        if k == "ProxyHandler" then
+            local cls = require("gust.web_proxy").new(t)
+            rawset(t, k, cls)
+            return cls
+        end
+    end,
+})
 
 -- StaticFileHandler lives in its own file; it is built on RequestHandler.
 _M.StaticFileHandler = require("gust.web_static").new(_M)
