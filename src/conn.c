@@ -193,9 +193,21 @@ void gust_conn_process_pending(gust_server_t *s) {
     }
 }
 
+/* Writes at once when nothing is queued before (the common case: one send
+ * per response, no buffer), and queues what the socket does not take. */
 void gust_conn_write(gust_conn_t *c, const void *data, size_t len) {
-    if (c->state != CONN_CLOSED && len)
-        evbuffer_add(c->out, data, len);
+    if (c->state == CONN_CLOSED || !len)
+        return;
+    if (!c->ssl && !c->writing && evbuffer_get_length(c->out) == 0) {
+        ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == (ssize_t)len)
+            return;
+        if (n > 0) {
+            data = (const char *)data + n;
+            len -= (size_t)n;
+        } /* else an error the next gust_conn_send() meets again and handles */
+    }
+    evbuffer_add(c->out, data, len);
 }
 
 /* Half-closes and waits briefly for the peer's EOF, so that unread input
@@ -346,52 +358,95 @@ static void reject(gust_conn_t *c, int status, const char *why) {
 
 /* Parses what has arrived and dispatches complete requests until one is in
  * flight, the input runs out, or the connection closes. */
-static void conn_process(gust_conn_t *c) {
+/* Feeds one span to the parser, with the state changes that brings (the
+ * header deadline, 100-continue). Returns the bytes used. */
+static size_t feed(gust_conn_t *c, const char *data, size_t avail) {
     gust_http_request_t *r = &c->req;
     gust_listener_t *l = c->listener;
-    while (c->state == CONN_IDLE || c->state == CONN_READING) {
-        if (c->close_after)
-            return; /* a final response is on its way out */
-        if (evbuffer_get_length(c->out) > OUTPUT_MAX) {
-            set_reading(c, 0); /* on_write resumes once the peer reads */
-            return;
+    size_t used = gust_http_request_feed(r, data, avail);
+    if (r->begun && c->state == CONN_IDLE) {
+        c->state = CONN_READING;
+        c->t_start = gust_now();
+        set_timer(c, l->header_tv);
+    }
+    if (r->headers_done && !r->complete && !c->sent_continue) {
+        if (r->expect_continue && !r->status) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            gust_conn_write(c, cont, sizeof cont - 1);
+            gust_conn_send(c);
         }
+        c->sent_continue = 1; /* also marks: header deadline passed */
+        if (c->state != CONN_CLOSED)
+            set_timer(c, l->body_tv);
+    }
+    return used;
+}
+
+/* What a fed request leads to: a rejection, a dispatch, or more waiting.
+ * Returns 1 when the connection is ready for the next request now. */
+static int after_feed(gust_conn_t *c) {
+    gust_http_request_t *r = &c->req;
+    if (r->status) {
+        reject(c, r->status, r->error);
+        return 0;
+    }
+    if (!r->complete)
+        return 0;
+    c->state = CONN_HANDLING;
+    set_timer(c, NULL);
+    if (!c->sent_continue && !c->t_start)
+        c->t_start = gust_now();
+    gust_request_dispatch(c);
+    return c->state == CONN_IDLE;
+}
+
+/* Whether the connection may take another request from its input now. */
+static int ready_for_input(gust_conn_t *c) {
+    if ((c->state != CONN_IDLE && c->state != CONN_READING) || c->close_after)
+        return 0; /* busy, gone, or a final response is on its way out */
+    if (evbuffer_get_length(c->out) > OUTPUT_MAX) {
+        set_reading(c, 0); /* on_write resumes once the peer reads */
+        return 0;
+    }
+    return 1;
+}
+
+/* Parses what is buffered and dispatches complete requests until one is in
+ * flight, the input runs out, or the connection closes. */
+static void conn_process(gust_conn_t *c) {
+    gust_http_request_t *r = &c->req;
+    while (ready_for_input(c)) {
         size_t avail;
         while (!r->complete && !r->status && (avail = evbuffer_get_contiguous_space(c->in))) {
-            const char *data = (const char *)evbuffer_pullup(c->in, avail);
-            size_t used = gust_http_request_feed(r, data, avail);
+            size_t used = feed(c, (const char *)evbuffer_pullup(c->in, avail), avail);
+            if (c->state == CONN_CLOSED)
+                return;
             evbuffer_drain(c->in, used);
-            if (r->begun && c->state == CONN_IDLE) {
-                c->state = CONN_READING;
-                c->t_start = gust_now();
-                set_timer(c, l->header_tv);
-            }
-            if (r->headers_done && !r->complete && !c->sent_continue) {
-                if (r->expect_continue && !r->status) {
-                    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                    gust_conn_write(c, cont, sizeof cont - 1);
-                    if (!gust_conn_send(c) && c->state == CONN_CLOSED)
-                        return;
-                }
-                c->sent_continue = 1; /* also marks: header deadline passed */
-                set_timer(c, l->body_tv);
-            }
         }
-        if (r->status) {
-            reject(c, r->status, r->error);
+        if (!r->complete && !r->status && c->peer_eof) {
+            gust_conn_close(c);
             return;
         }
-        if (!r->complete) {
-            if (c->peer_eof)
-                gust_conn_close(c);
+        if (!after_feed(c))
             return;
-        }
-        c->state = CONN_HANDLING;
-        set_timer(c, NULL);
-        if (!c->sent_continue && !c->t_start)
-            c->t_start = gust_now();
-        gust_request_dispatch(c);
     }
+}
+
+/* The same for bytes just read into the server's buffer, parsed where they
+ * are: only what is left over (a partial or pipelined request) is copied
+ * into the connection's input buffer. */
+static void conn_process_mem(gust_conn_t *c, const char *data, size_t len) {
+    while (len > 0 && ready_for_input(c)) {
+        size_t used = feed(c, data, len);
+        if (c->state == CONN_CLOSED)
+            return;
+        data += used;
+        len -= used;
+        if (!after_feed(c))
+            break;
+    }
+    if (len > 0 && c->state != CONN_CLOSED && !c->unread_input)
+        evbuffer_add(c->in, data, len);
 }
 
 /* Nagle only delays a connection's second small write, so a connection
@@ -527,6 +582,24 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         on_write(fd, EV_WRITE, c);
         if (c->state == CONN_CLOSED)
             return;
+    }
+    if (!c->ssl && evbuffer_get_length(c->in) == 0 &&
+        (c->state == CONN_IDLE || c->state == CONN_READING)) {
+        /* Nothing pending: parse straight from the server's read buffer. */
+        ssize_t n = read(fd, c->server->rbuf, sizeof c->server->rbuf);
+        if (n > 0) {
+            gust_conn_incref(c);
+            conn_process_mem(c, c->server->rbuf, (size_t)n);
+            gust_conn_decref(c);
+            return;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n < 0)
+            gust_log(&c->server->log, GUST_LOG_DEBUG, "read from %s: %s", c->remote_ip,
+                     strerror(errno));
+        gust_conn_close(c); /* EOF or error with nothing buffered */
+        return;
     }
     ssize_t n = read_some(c);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))

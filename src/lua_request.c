@@ -46,6 +46,35 @@ static int closed(lua_State *L) {
     return 2;
 }
 
+/* Ends a request whose handler raised: a 500 when nothing was sent yet,
+ * else a cut connection, the only honest end of a half-sent response. */
+static void fail_request(gust_conn_t *c) {
+    if (c->started) {
+        gust_conn_close(c);
+        return;
+    }
+    static const char body[] = "<html><title>500: Internal Server Error</title>"
+                               "<body>500: Internal Server Error</body></html>";
+    const char *date;
+    gust_server_date(c->server, &date);
+    char storage[512];
+    gust_buf_t b;
+    gust_buf_init(&b, storage, sizeof storage);
+    gust_http_status_line(&b, c->req.http_minor, 500, "Internal Server Error", 21);
+    gust_buf_add(&b, server_header, sizeof server_header - 1);
+    gust_http_header_line(&b, "Date", 4, date, GUST_HTTP_DATE_LEN);
+    gust_buf_addlit(&b, "Content-Type: text/html; charset=UTF-8\r\nConnection: close\r\n");
+    char len[32];
+    int n = snprintf(len, sizeof len, "Content-Length: %zu\r\n\r\n", sizeof body - 1);
+    gust_buf_add(&b, len, n);
+    gust_buf_add(&b, body, sizeof body - 1);
+    gust_conn_write(c, b.p, b.len);
+    gust_buf_free(&b);
+    gust_conn_log_access(c, 500, sizeof body - 1);
+    gust_conn_response_done(c, 0);
+    gust_conn_send(c);
+}
+
 /* Answers GET --metrics PATH from C: no Lua, so it works when the app is
  * stuck, and costs the app nothing. */
 static void serve_metrics(gust_conn_t *c) {
@@ -97,6 +126,7 @@ void gust_request_dispatch(gust_conn_t *c) {
     }
 
     lua_State *co = gust_sched_thread(s);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, s->dispatch_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, c->listener->handler_ref);
     gust_req_handle_t *h = lua_newuserdata(co, sizeof *h);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->request_mt_ref);
@@ -128,36 +158,12 @@ void gust_request_dispatch(gust_conn_t *c) {
     s->running_what[mlen] = ' ';
     memcpy(s->running_what + mlen + 1, r->arena, ulen);
     s->running_what[mlen + 1 + ulen] = 0;
-    int rc = gust_sched_resume(s, co, 5);
+    int rc = gust_sched_resume(s, co, 6);
     s->running_what[0] = 0;
     c->in_dispatch = 0;
     gust_sched_release(s, co, rc);
-    if (rc != 0 && rc != LUA_YIELD && c->handle == h && c->started) {
-        /* Failed mid-stream: the only honest end is a cut connection. */
-        gust_conn_close(c);
-    } else if (rc != 0 && rc != LUA_YIELD && c->handle == h) {
-        /* The framework itself failed: answer rather than hang. */
-        static const char body[] = "<html><title>500: Internal Server Error</title>"
-                                   "<body>500: Internal Server Error</body></html>";
-        const char *date;
-        gust_server_date(s, &date);
-        char storage[512];
-        gust_buf_t b;
-        gust_buf_init(&b, storage, sizeof storage);
-        gust_http_status_line(&b, r->http_minor, 500, "Internal Server Error", 21);
-        gust_buf_add(&b, server_header, sizeof server_header - 1);
-        gust_http_header_line(&b, "Date", 4, date, GUST_HTTP_DATE_LEN);
-        gust_buf_addlit(&b, "Content-Type: text/html; charset=UTF-8\r\nConnection: close\r\n");
-        char len[32];
-        int n = snprintf(len, sizeof len, "Content-Length: %zu\r\n\r\n", sizeof body - 1);
-        gust_buf_add(&b, len, n);
-        gust_buf_add(&b, body, sizeof body - 1);
-        gust_conn_write(c, b.p, b.len);
-        gust_buf_free(&b);
-        gust_conn_log_access(c, 500, sizeof body - 1);
-        gust_conn_response_done(c, 0);
-        gust_conn_send(c);
-    }
+    if (rc != 0 && rc != LUA_YIELD && c->handle == h)
+        fail_request(c); /* only if the trampoline itself failed (out of memory) */
 }
 
 void gust_request_invalidate(gust_conn_t *c) {
@@ -705,6 +711,33 @@ static int req_detach(lua_State *L) {
     return 1;
 }
 
+/* req:abort() -- cuts the connection: the way to end a response that
+ * failed after it started (its client then sees a truncated body, not a
+ * complete one)  [-1, +0, -] */
+static int req_abort(lua_State *L) {
+    gust_conn_t *c = check_conn(L);
+    if (c)
+        gust_conn_close(c);
+    return 0;
+}
+
+/* req:_fail(err) -- the dispatch trampoline's error path: log, then a 500
+ * or a cut connection  [-2, +0, -] */
+static int req_fail(lua_State *L) {
+    gust_conn_t *c = check_conn(L);
+    gust_server_t *s = gust_server_from_lua(L);
+    const char *err = lua_tostring(L, 2);
+    if (s)
+        gust_log(&s->log, GUST_LOG_ERROR, "uncaught error in handler: %s",
+                 err ? err : "(error object is not a string)");
+    if (c && c->state == CONN_HANDLING) {
+        gust_conn_incref(c);
+        fail_request(c);
+        gust_conn_decref(c);
+    }
+    return 0;
+}
+
 static int req_tostring(lua_State *L) {
     gust_req_handle_t *h = luaL_checkudata(L, 1, REQUEST_MT);
     lua_pushfstring(L, "gust.request (%s)", h->conn ? "open" : "closed");
@@ -717,7 +750,7 @@ void gust_request_open(lua_State *L, gust_server_t *s) {
         {"version", req_version},     {"remote_ip", req_remote_ip},
         {"protocol", req_protocol},   {"closed", req_closed},   {"finish", req_finish},
         {"flush", req_flush},         {"send_file", req_send_file},
-        {"detach", req_detach},
+        {"detach", req_detach},       {"abort", req_abort},      {"_fail", req_fail},
         {NULL, NULL}};
     luaL_newmetatable(L, REQUEST_MT);
     lua_newtable(L);
@@ -728,4 +761,17 @@ void gust_request_open(lua_State *L, gust_server_t *s) {
     lua_pushvalue(L, -1);
     s->request_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
+    /* Every request runs through this trampoline: an error the handler does
+     * not catch (a raw handler, a framework bug), even one raised after the
+     * handler yielded, still ends its request. Lua, so it can yield. */
+    static const char trampoline[] =
+        "local xpcall, traceback = xpcall, debug.traceback\n"
+        "return function(handler, req, ...)\n"
+        "  local ok, err = xpcall(handler, traceback, req, ...)\n"
+        "  if not ok then req:_fail(err) end\n"
+        "end\n";
+    if (luaL_loadbuffer(L, trampoline, sizeof trampoline - 1, "=gust.dispatch") != 0 ||
+        lua_pcall(L, 0, 1, 0) != 0)
+        luaL_error(L, "gust: dispatch trampoline: %s", lua_tostring(L, -1));
+    s->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }

@@ -47,11 +47,13 @@ struct gust_server {
     struct event sample_ev;  /* loop lag and Lua memory, once a second */
     double sample_due;
     char running_what[128]; /* "GET /path" being dispatched, for the watchdog */
+    char rbuf[16384];       /* connections read here first (conn.c) */
     gust_log_t log;
 
     int app_ref;        /* what the app script returned */
     int close_hook_ref; /* core.set_close_hook */
     int request_mt_ref; /* metatable of gust.request handles */
+    int dispatch_ref;   /* the Lua trampoline every request runs through */
 
     gust_listener_t *listeners;
     gust_conn_t *conns;
@@ -194,6 +196,10 @@ struct gust_stream *gust_stream_take(lua_State *L, int idx);
 
 /* lua_ws.c: "gust.websocket" connections and the handshake helpers */
 void gust_ws_open(lua_State *L, gust_server_t *s);
+/* Starts the close handshake (1001) on every server-side WebSocket, for a
+ * graceful stop or a reload's drain; returns how many are still open (each
+ * ends within its close timeout). */
+int gust_ws_going_away(gust_server_t *s);
 
 /* lua_httpclient.c: the HTTP client's Lua binding and pool */
 void gust_httpclient_open(lua_State *L, gust_server_t *s);

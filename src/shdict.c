@@ -444,6 +444,8 @@ int gust_shdict_get(gust_shdict_t *d, const char *key, size_t klen, gust_shdict_
 
 int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen,
                     const gust_shdict_value_t *v, double ttl, int mode) {
+    if (klen == 0 || klen > GUST_SHDICT_KEY_MAX)
+        return GUST_SHDICT_EKEY;
     uint64_t hv = hash_key(key, klen), now = 0, *link = NULL;
     if (lock(d) != 0)
         return GUST_SHDICT_ELOCK;
@@ -465,6 +467,8 @@ int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen,
 
 int gust_shdict_incr(gust_shdict_t *d, const char *key, size_t klen, double n,
                      const double *init, double init_ttl, double *out) {
+    if (klen == 0 || klen > GUST_SHDICT_KEY_MAX)
+        return GUST_SHDICT_EKEY;
     uint64_t hv = hash_key(key, klen), now = 0, *link = NULL;
     if (lock(d) != 0)
         return GUST_SHDICT_ELOCK;
@@ -603,6 +607,7 @@ const char *gust_shdict_strerror(int rc) {
     case GUST_SHDICT_ENOMEM: return "no memory";
     case GUST_SHDICT_ENOTNUM: return "not a number";
     case GUST_SHDICT_ELOCK: return "lock failed";
+    case GUST_SHDICT_EKEY: return "bad key";
     default: return "unknown error";
     }
 }

@@ -59,7 +59,8 @@ enum {
     GUST_SHDICT_EEXISTS = -2,
     GUST_SHDICT_ENOMEM = -3,
     GUST_SHDICT_ENOTNUM = -4,
-    GUST_SHDICT_ELOCK = -5
+    GUST_SHDICT_ELOCK = -5,
+    GUST_SHDICT_EKEY = -6 /* a key of 0 or more than GUST_SHDICT_KEY_MAX bytes */
 };
 
 /** set() modes. */
@@ -122,7 +123,7 @@ int gust_shdict_get(gust_shdict_t *d, const char *key, size_t klen, gust_shdict_
  * set without eviction).
  * @param mode GUST_SHDICT_SET, _ADD (EEXISTS when present and live) or
  *             _REPLACE (ENOTFOUND when absent)
- * @return 0, EEXISTS, ENOTFOUND, ENOMEM or ELOCK
+ * @return 0, EEXISTS, ENOTFOUND, ENOMEM, EKEY or ELOCK
  */
 int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen,
                     const gust_shdict_value_t *v, double ttl, int mode);
@@ -131,7 +132,7 @@ int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen,
  * Adds `n` to the number under `key`, atomically for all processes; the
  * entry keeps its expiry. When the key is absent and `init` is not NULL it
  * is created as *init + n with `init_ttl`.
- * @return 0 with the new value in *out, ENOTFOUND, ENOTNUM or ENOMEM
+ * @return 0 with the new value in *out, ENOTFOUND, ENOTNUM, ENOMEM or EKEY
  */
 int gust_shdict_incr(gust_shdict_t *d, const char *key, size_t klen, double n,
                      const double *init, double init_ttl, double *out);

@@ -35,7 +35,7 @@ local Status = web.RequestHandler:extend()
 function Status:get()
   self:write({ server = "gust", uptime = gust.now() - started, native_requests = served })
 end
-function Status:on_finish() served = served + 1 end
+function Status.on_finish() served = served + 1 end
 
 local Hello = web.RequestHandler:extend()
 function Hello:get(name)

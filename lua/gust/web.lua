@@ -774,10 +774,13 @@ end
 function RequestHandler:send_error(status, err, tb)
     status = status or 500
     if self._headers_written then
-        log.error("Cannot send error response after headers written")
+        -- Part of the response is out: ending it cleanly would let the client
+        -- take a truncated body for a whole one, so the connection is cut.
+        log.error("Cannot send error response after headers written; closing the connection")
         if not self._finished then
-            local ok, e = pcall(self.finish, self)
-            if not ok then log.error("Failed to flush partial response: %s", tostring(e)) end
+            local req = self._req
+            pcall(req.abort, req)
+            finished(self, req)
         end
         return
     end
@@ -1304,9 +1307,10 @@ _M.RedirectHandler = RedirectHandler
 --     form is its business, not a 400), and there is no XSRF check (the
 --     hosted app has its own);
 --   * initialize() and prepare() still run first, so a subclass can check
---     authentication or answer some requests itself;
---   * an error once the response has started cuts the connection: finishing
---     a chunked body cleanly would make a truncated answer look complete.
+--     authentication or answer some requests itself.
+-- Errors go the usual way: a logged 500 before anything was flushed; after,
+-- the error is logged and the connection cut (send_error), so a client
+-- cannot take a truncated body for a whole one.
 local FallbackHandler = RequestHandler:extend()
 FallbackHandler.__name = "gust.web.FallbackHandler"
 
@@ -1343,18 +1347,7 @@ end
 
 function FallbackHandler:_execute(kwargs, _, ...)
     local ok, err = xpcall(execute_fallback, on_error, self, kwargs, ...)
-    if ok then return end
-    local tb = take_traceback(err)
-    if self._headers_written and not self._finished and getmetatable(err) ~= Finish then
-        -- Mid-stream: log it, do the finish() bookkeeping (on_finish runs),
-        -- and let the error end the coroutine, which makes the core cut the
-        -- connection rather than end the body.
-        local lok, lerr = pcall(self.log_exception, self, err, tb)
-        if not lok then log.error("Exception in log_exception: %s", tostring(lerr)) end
-        finished(self, self._req)
-        error("response cut: the fallback failed after the response had started", 0)
-    end
-    handle_request_exception(self, err, tb)
+    if not ok then handle_request_exception(self, err, take_traceback(err)) end
 end
 _M.FallbackHandler = FallbackHandler
 

@@ -6,8 +6,7 @@
 -- Kept apart from web.lua for size, and loaded the first time
 -- web.ProxyHandler is read (it needs gust.httpclient). ProxyHandler is a
 -- web.FallbackHandler whose container is a Proxy, so it forwards every
--- method, leaves the body unparsed, skips the XSRF check, and cuts the
--- connection if the upstream fails once the answer has started.
+-- method, leaves the body unparsed and skips the XSRF check.
 --
 -- The request goes upstream with its URI unchanged (after the upstream's
 -- own path, if it has one: "http://b:8000/app" sends /x to /app/x), its
@@ -27,6 +26,9 @@
 --
 -- Upstream unreachable (refused, DNS, TLS, malformed answer) -> 502;
 -- timeout -> 504. Both are logged at warn level with the upstream's error.
+-- A failure once part of the answer went out is logged at error level and
+-- the answer ends there (see web.FallbackHandler: cutting the connection
+-- instead needs a core req:abort()).
 --
 -- The request body is read whole by the core before the handler runs
 -- (max_body_size bounds it); it is forwarded in one piece.
@@ -241,7 +243,7 @@ function Proxy:forward(handler)
     end
     if resp then return end -- relayed; the handler finishes the response
     if handler._headers_written then
-        -- Part of the answer is out: the handler cuts the connection.
+        -- Part of the answer is out: logged, and the answer ends here.
         error(format("upstream %s failed mid-response: %s", url, tostring(err)), 0)
     end
     local status = find(tostring(err), "timeout", 1, true) and 504 or 502

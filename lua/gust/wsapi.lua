@@ -41,7 +41,8 @@
 -- flushed (chunked encoding) every time the buffer fills, so a large body
 -- streams at the client's pace without being held in memory. buffer_size = 0
 -- flushes every chunk. An error before anything was flushed is a logged 500;
--- after, the connection is cut (see web.FallbackHandler).
+-- after, it is logged and the response ends where it was (see
+-- web.FallbackHandler).
 
 local _M = { _VERSION = "0.1.0" }
 

@@ -18,51 +18,8 @@
 #include "http_client.h"
 #include "mem.h"
 
-static int npass, nfail;
-static const char *current_test = "?";
+#include "check.h"
 
-static void check_fail(const char *file, int line, const char *fmt, ...) {
-    va_list ap;
-    nfail++;
-    fprintf(stderr, "FAIL %s (%s:%d): ", current_test, file, line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (cond)                                                                                  \
-            npass++;                                                                               \
-        else                                                                                       \
-            check_fail(__FILE__, __LINE__, "%s", #cond);                                           \
-    } while (0)
-
-#define CHECK_INT(a, b)                                                                            \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ == b_)                                                                              \
-            npass++;                                                                               \
-        else                                                                                       \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
-    } while (0)
-
-#define CHECK_STR(a, b)                                                                            \
-    do {                                                                                           \
-        const char *a_ = (a), *b_ = (b);                                                           \
-        if (a_ && b_ && strcmp(a_, b_) == 0)                                                       \
-            npass++;                                                                               \
-        else                                                                                       \
-            check_fail(__FILE__, __LINE__, "%s == %s: '%s' != '%s'", #a, #b, a_ ? a_ : "(null)",   \
-                       b_ ? b_ : "(null)");                                                        \
-    } while (0)
-
-#define RUN(t)                                                                                     \
-    do {                                                                                           \
-        current_test = #t;                                                                         \
-        t();                                                                                       \
-    } while (0)
 
 /* ---- harness --------------------------------------------------------- */
 
@@ -417,6 +374,5 @@ int main(void) {
     RUN(test_limits);
     RUN(test_gzip);
     RUN(test_callback_stops);
-    printf("test_http_client: %d passed, %d failed\n", npass, nfail);
-    return nfail ? 1 : 0;
+    return check_report("test_http_client");
 }

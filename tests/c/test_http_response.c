@@ -8,8 +8,7 @@
  * canonical form), If-None-Match matching and chunk-size lines. Writers are
  * checked not to touch bytes past what they report.
  *
- * A tiny check framework: CHECK* count passes and failures, main prints
- * "N passed, N failed" and exits non-zero on any failure.
+ * The checks come from check.h.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -24,65 +23,8 @@
 #include "http_response.h"
 #include "mem.h"
 
-/* ---- the check framework --------------------------------------------- */
+#include "check.h"
 
-static int npass, nfail;
-static const char *current_test = "?";
-
-static void check_fail(const char *file, int line, const char *fmt, ...) {
-    va_list ap;
-    nfail++;
-    fprintf(stderr, "FAIL %s (%s:%d): ", current_test, file, line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (cond)                                                                          \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s", #cond);                                   \
-    } while (0)
-
-#define CHECK_INT(a, b)                                                                    \
-    do {                                                                                   \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                \
-        if (a_ == b_)                                                                      \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);      \
-    } while (0)
-
-/* A (pointer, length) span equals a NUL-terminated literal. */
-#define CHECK_SPAN(p, n, lit)                                                              \
-    do {                                                                                   \
-        const char *p_ = (p), *l_ = (lit);                                                 \
-        size_t n_ = (n), m_ = strlen(l_);                                                  \
-        if (p_ && n_ == m_ && memcmp(p_, l_, m_) == 0)                                     \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s: \"%.*s\" != \"%s\"", #p, p_ ? (int)n_ : 6, \
-                       p_ ? p_ : "(null)", l_);                                            \
-    } while (0)
-
-#define CHECK_STR(a, b)                                                                    \
-    do {                                                                                   \
-        const char *a_ = (a), *b_ = (b);                                                   \
-        if (a_ && strcmp(a_, b_) == 0)                                                     \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s: \"%s\" != \"%s\"", #a, a_ ? a_ : "(null)", \
-                       b_);                                                                \
-    } while (0)
-
-#define RUN(fn)                                                                            \
-    do {                                                                                   \
-        current_test = #fn;                                                                \
-        fn();                                                                              \
-    } while (0)
 
 /* ---- the tests -------------------------------------------------------- */
 
@@ -609,6 +551,5 @@ int main(void) {
     RUN(test_chunk_header);
     RUN(test_buf);
     RUN(test_response_head);
-    printf("test_http_response: %d passed, %d failed\n", npass, nfail);
-    return nfail ? 1 : 0;
+    return check_report("test_http_response");
 }

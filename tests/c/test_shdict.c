@@ -114,7 +114,7 @@ static int reap(pid_t pid) {
 /* ---- the tests -------------------------------------------------------- */
 
 static void test_values(void) {
-    gust_shdict_t *d = open_dict("values", 64 * 1024);
+    gust_shdict_t *d = open_dict("values", 256 * 1024);
     if (!d)
         return;
     gust_buf_t b;
@@ -135,6 +135,18 @@ static void test_values(void) {
     CHECK_INT(gust_shdict_get(d, "k\0z", 3, &v, &b), 0);
     CHECK(v.len == 3 && memcmp(v.str, "a\0b", 3) == 0 && v.flags == 7);
     CHECK_INT(gust_shdict_get(d, "k\0y", 3, &v, &b), GUST_SHDICT_ENOTFOUND);
+    /* keys of 1 to 65535 bytes */
+    static char longkey[GUST_SHDICT_KEY_MAX + 1];
+    memset(longkey, 'k', sizeof longkey);
+    CHECK_INT(gust_shdict_set(d, longkey, GUST_SHDICT_KEY_MAX, &bin, 0, GUST_SHDICT_SET), 0);
+    CHECK_INT(gust_shdict_get(d, longkey, GUST_SHDICT_KEY_MAX, &v, &b), 0);
+    CHECK_INT(gust_shdict_delete(d, longkey, GUST_SHDICT_KEY_MAX), 0);
+    CHECK_INT(gust_shdict_set(d, longkey, sizeof longkey, &bin, 0, GUST_SHDICT_SET),
+              GUST_SHDICT_EKEY);
+    CHECK_INT(gust_shdict_set(d, "", 0, &bin, 0, GUST_SHDICT_SET), GUST_SHDICT_EKEY);
+    double o;
+    CHECK_INT(gust_shdict_incr(d, longkey, sizeof longkey, 1, NULL, 0, &o), GUST_SHDICT_EKEY);
+    CHECK_INT(gust_shdict_get(d, longkey, sizeof longkey, &v, &b), GUST_SHDICT_ENOTFOUND);
 
     CHECK_INT(set_num(d, "n", 2.5, 0, GUST_SHDICT_SET), 0);
     CHECK_INT(get(d, "n", &v, &b), 0);
@@ -206,7 +218,7 @@ static void test_values(void) {
     b.len = 0;
     CHECK_INT(gust_shdict_keys(d, 0, &b), 0);
 
-    CHECK_INT(gust_shdict_capacity(d), 64 * 1024);
+    CHECK_INT(gust_shdict_capacity(d), 256 * 1024);
     CHECK(strcmp(gust_shdict_strerror(GUST_SHDICT_ENOMEM), "no memory") == 0);
     CHECK(strcmp(gust_shdict_strerror(GUST_SHDICT_EEXISTS), "exists") == 0);
     CHECK(strcmp(gust_shdict_strerror(GUST_SHDICT_ENOTFOUND), "not found") == 0);

@@ -240,6 +240,13 @@ function Req:flush(status, reason, headers, body)
     return true
 end
 
+-- The connection is cut: what was flushed is all the client got.
+function Req:abort()
+    note(self, "abort")
+    self.aborted = true
+    self._closed = true
+end
+
 function Req:send_file(status, reason, headers, path, offset, length)
     note(self, "send_file")
     check_status(status, "send_file")

@@ -685,15 +685,18 @@ describe("output", function()
         assert.equal(html_page(503, "Service Unavailable"), req.response.body)
     end)
 
-    it("cannot send an error page once headers went out", function()
+    it("cuts the connection on an error once headers went out", function()
+        local finished = 0
         local H = handler({ get = function(self)
             self:write("started")
             self:flush()
             error("late")
-        end })
+        end, on_finish = function() finished = finished + 1 end })
         local req = fetch(app_with(H), "GET", "/")
-        assert.equal(200, req.response.status)
-        assert.equal("started", req.response.body)
+        assert.is_nil(req.response)           -- never ended as if it were whole
+        assert.is_true(req.aborted)
+        assert.equal("started", req.flushes[1].body)
+        assert.equal(1, finished)
         assert.truthy(fake.find_log("error", "Cannot send error response after headers written"))
     end)
 

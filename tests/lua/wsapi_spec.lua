@@ -310,18 +310,19 @@ describe("gust.wsapi", function()
     assert.truthy(find_line(lines, "unsafe header value"))
   end)
 
-  it("cuts the connection when the body fails after it has started", function()
-    capture_logs(function()
+  it("logs an error after the body has started and cuts the connection", function()
+    local lines = capture_logs(function()
       testing.run(function()
-        local got = 0
-        local r, err = fetch("/boom-late", { streaming_callback = function(c) got = got + #c end })
+        -- The client sees a truncated response, never a complete-looking one.
+        local r, err = fetch("/boom-late")
         assert.is_nil(r)
-        assert.truthy(err)
-        assert.is_true(got > 0)
+        assert.equal("connection closed before the response was complete", err)
         -- and the server is fine afterwards
         assert.equal("native /native", assert(fetch("/native")).body)
       end)
     end)
+    assert.truthy(find_line(lines, "iterator exploded late"))
+    assert.truthy(find_line(lines, "Cannot send error response after headers written"))
   end)
 
   it("serves native routes next to the fallback and hands it every verb", function()
@@ -341,6 +342,31 @@ describe("gust.wsapi", function()
       assert.equal(200, r.code)
       assert.equal("", r.body)
     end)
+  end)
+
+  it("runs initialize and prepare first, so a subclass can guard the fallback", function()
+    local Guarded = web.FallbackHandler:extend()
+    function Guarded:prepare()
+      if self.request.path == "/env" and self.request.headers["X-Token"] ~= "t" then
+        error(web.HTTPError(403), 0)
+      end
+    end
+    local guarded = web.Application({ { ".*", Guarded, { fallback = container } } })
+    testing.run(function()
+      local b, l = testing.serve(guarded)
+      local r = assert(AsyncHTTPClient():fetch(b .. "/env"))
+      assert.equal(403, r.code)
+      r = assert(AsyncHTTPClient():fetch(b .. "/env", { headers = { ["X-Token"] = "t" } }))
+      assert.equal(200, r.code)
+      r = assert(AsyncHTTPClient():fetch(b .. "/function-body"))
+      assert.equal("part1;part2;part3;", r.body)
+      l:close()
+    end)
+    local bad = web.Application({ { ".*", web.FallbackHandler, { fallback = "nope" } } })
+    local lines = capture_logs(function()
+      assert.equal(500, assert(testing.fetch(bad, "/x")).code)
+    end)
+    assert.truthy(find_line(lines, "callable 'fallback'"))
   end)
 
   it("logs env.error writes and lets the app use gust's yielding APIs", function()
@@ -381,7 +407,6 @@ end)
 -- web.ProxyHandler, to a gust upstream served in-process.
 
 local Upstream = web.RequestHandler:extend()
-function Upstream:initialize() end
 local function echo(self)
   local h = {}
   for k, v in self.request.headers:pairs() do h[k] = v end
