@@ -4,21 +4,8 @@ local core = require "gust.core"
 local locks = require "gust.locks"
 local queues = require "gust.queues"
 
--- Runs fn as a task and the loop until it returns (or `limit` seconds).
-local function run(fn, limit)
-    local done, err = false, nil
-    core.spawn(function()
-        local ok, e = xpcall(fn, debug.traceback)
-        if not ok then err = e end
-        done = true
-        core.stop()
-    end)
-    local guard = core.call_later(limit or 5, function() core.stop() end)
-    core.run()
-    guard:cancel()
-    assert(done, "task did not finish in time")
-    if err then error(err, 0) end
-end
+-- Runs fn as a task on the real loop until it returns (or times out).
+local run = require("gust.testing").run
 
 -- Lets every task that is ready run (a few loop iterations).
 local function settle()
