@@ -98,11 +98,6 @@ static void process(lws_t *ws);
 
 static int is_open(const lws_t *ws) { return ws->st && !ws->st->closed; }
 
-static struct timeval to_tv(double secs) {
-    struct timeval tv = {(time_t)secs, (suseconds_t)((secs - (time_t)secs) * 1e6)};
-    return tv;
-}
-
 static void cancel_timers(lws_t *ws) {
     if (ws->ping_armed)
         event_del(&ws->ping_ev);
@@ -116,7 +111,7 @@ static void cancel_timers(lws_t *ws) {
 static void arm(lws_t *ws, struct event *ev, double secs) {
     if (!is_open(ws) || secs <= 0)
         return;
-    struct timeval tv = to_tv(secs);
+    struct timeval tv = {(time_t)secs, (suseconds_t)((secs - (time_t)secs) * 1e6)};
     event_add(ev, &tv);
     if (ev == &ws->ping_ev)
         ws->ping_armed = 1;
@@ -182,16 +177,6 @@ static void uncount(lws_t *ws) {
     ws->counted = 0;
     if (ws->server->metrics)
         gust_metrics_add(&ws->server->metrics->websockets_open, -1);
-}
-
-static void free_queue(lws_t *ws) {
-    while (ws->head) {
-        ws_item_t *it = ws->head;
-        ws->head = it->next;
-        gust_free(it);
-    }
-    ws->tail = NULL;
-    ws->queued_bytes = ws->queued_items = 0;
 }
 
 /* Drops our stream reference; the stream must be closed already, or is
@@ -543,7 +528,7 @@ static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- methods ---------------------------------------------------------------- */
 
-static lws_t *check_ws(lua_State *L) { return luaL_checkudata(L, 1, WS_MT); }
+#define check_ws(L) ((lws_t *)luaL_checkudata(L, 1, WS_MT))
 
 static int closed_result(lua_State *L) {
     lua_pushnil(L);
@@ -683,11 +668,10 @@ static int ws_closed(lua_State *L) {
 /* ws:close_info() -> code, reason (nil while open)  [-1, +1|2, -] */
 static int ws_close_info(lua_State *L) {
     lws_t *ws = check_ws(L);
-    if (!ws->ended && !ws->got_close && !ws->sent_close) {
-        lua_pushnil(L);
-        return 1;
-    }
-    return push_close_info(L, ws);
+    if (ws->ended || ws->got_close || ws->sent_close)
+        return push_close_info(L, ws);
+    lua_pushnil(L);
+    return 1;
 }
 
 /* ws:pending() -> bytes written but not yet sent  [-1, +1, -] */
@@ -707,7 +691,11 @@ static int ws_compressed(lua_State *L) {
 static int ws_gc(lua_State *L) {
     lws_t *ws = check_ws(L);
     release_stream(ws); /* closes it if it is still open */
-    free_queue(ws);
+    for (ws_item_t *it = ws->head, *next; it; it = next) {
+        next = it->next;
+        gust_free(it);
+    }
+    ws->head = ws->tail = NULL;
     gust_ws_codec_free(&ws->codec);
     return 0;
 }
@@ -843,6 +831,38 @@ static void deflate_opts(lua_State *L, int idx, gust_ws_deflate_opts_t *o) {
     o->client_no_context_takeover = opt_bool(L, idx, "client_no_context_takeover");
     o->server_max_window_bits = (int)opt_number(L, idx, "server_max_window_bits", 0);
     o->client_max_window_bits = (int)opt_number(L, idx, "client_max_window_bits", 0);
+}
+
+/* core.ws_detach(req) -> IOStream | nil, err: req:detach() for a WebSocket
+ * upgrade, which also carries an HTTPS connection's TLS session over to the
+ * stream (req:detach() hands over the bare socket only).  [-1, +1|2, e] */
+static int core_ws_detach(lua_State *L) {
+    gust_req_handle_t *h = luaL_checkudata(L, 1, "gust.request");
+    gust_conn_t *c = h->conn;
+    if (!c || c->tls_dead) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    gust_server_t *s = c->server;
+    gust_stream_t *st = gust_stream_new(s, -1);
+    struct ssl_st *ssl = c->ssl;
+    c->ssl = NULL; /* the connection's close must neither shut nor free it */
+    gust_conn_incref(c);
+    int fd = gust_conn_detach(c, st->in);
+    if (fd < 0)
+        c->ssl = ssl;
+    gust_conn_decref(c);
+    if (fd < 0) {
+        gust_stream_free(st);
+        lua_pushnil(L);
+        lua_pushliteral(L, "the response has started");
+        return 2;
+    }
+    gust_stream_set_fd(st, fd);
+    st->ssl = ssl;
+    gust_stream_push(L, s, st);
+    return 1;
 }
 
 /* core.ws_negotiate(offer, opts?) -> response | nil: the server's answer to
@@ -991,6 +1011,7 @@ void gust_ws_open(lua_State *L, gust_server_t *s) {
                                      {"ws_offer", core_ws_offer},
                                      {"ws_connect", core_ws_connect},
                                      {"ws_going_away", core_ws_going_away},
+                                     {"ws_detach", core_ws_detach},
                                      {NULL, NULL}};
     if (luaL_newmetatable(L, WS_MT)) {
         lua_newtable(L);

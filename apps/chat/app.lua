@@ -137,7 +137,7 @@ function ChatSocket:open()
   self:write_message(messages_json(buffer:since(nil)))
 end
 
-function ChatSocket:on_message(text)
+function ChatSocket.on_message(_, text)
   local body = text
   if text:sub(1, 1) == "{" then
     local ok, t = pcall(escape.json_decode, text)

@@ -240,9 +240,11 @@ function WebSocketHandler:get(...)
     -- request (a client's first frame) reach the connection's buffer only
     -- once this handler has yielded, and detach() hands over that buffer.
     core.sleep(0)
-    local stream, err = req:detach()
+    local stream, err = core.ws_detach(req)
     if not stream then
-        log.warn("websocket upgrade %s: %s", self:_request_summary(), tostring(err))
+        -- A client that left during the handshake is no news.
+        local level = err == "closed" and log.debug or log.warn
+        level("websocket upgrade %s: %s", self:_request_summary(), tostring(err))
         return
     end
     -- The HTTP part is over: nothing may answer this request again.

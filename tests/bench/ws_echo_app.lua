@@ -4,7 +4,7 @@ local websocket = require "gust.websocket"
 
 local Echo = websocket.WebSocketHandler:extend()
 function Echo:on_message(msg, binary) self:write_message(msg, binary) end
-function Echo:check_origin() return true end
+function Echo.check_origin() return true end
 
 return web.Application({ {"/echo", Echo} }, {
   websocket_compression = os.getenv("GUST_BENCH_COMPRESSION") == "1",

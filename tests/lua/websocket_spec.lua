@@ -25,12 +25,12 @@ function Echo:on_message(msg, binary)
   self:write_message(msg, binary)
 end
 function Echo:on_pong(data) self:write_message("pong " .. data) end
-function Echo:on_ping(data) seen.ping = data end
+function Echo.on_ping(_, data) seen.ping = data end
 function Echo:on_close()
   seen.close_code, seen.close_reason = self.close_code, self.close_reason
   seen.after_close = { self:write_message("late") }
 end
-function Echo:select_subprotocol(list)
+function Echo.select_subprotocol(_, list)
   for _, p in ipairs(list) do if p == "v2" then return p end end
 end
 
@@ -38,7 +38,7 @@ local Small = Echo:extend()
 Small.max_message_size = 100
 
 local Boom = websocket.WebSocketHandler:extend()
-function Boom:on_message() error("boom") end
+function Boom.on_message() error("boom") end
 function Boom:on_close() seen.close_code = self.close_code end
 
 local function app(settings)
@@ -226,6 +226,7 @@ describe("gust.websocket", function()
       assert.equal(403, code)
       assert.matches("403", err)
       c, err, code = websocket.connect(ws_url(base, "/nowhere"))
+      assert.matches("404", err)
       assert.is_nil(c)
       assert.equal(404, code)
       -- Same origin is fine.

@@ -50,10 +50,10 @@ end
 function Echo:on_close() closed(self, "echo") end
 
 local AnyOrigin = Echo:extend()
-function AnyOrigin:check_origin() return true end
+function AnyOrigin.check_origin() return true end
 
 local Proto = Echo:extend()
-function Proto:select_subprotocol(list)
+function Proto.select_subprotocol(_, list)
   for _, p in ipairs(list) do if p == "chat" then return p end end
 end
 function Proto:open() self:write_message("proto=" .. tostring(self.selected_subprotocol)) end
@@ -65,7 +65,7 @@ function Slow:on_message(msg)
 end
 
 local Error = websocket.WebSocketHandler:extend()
-function Error:on_message()
+function Error.on_message()
   stats.errors = stats.errors + 1
   error("boom")
 end
@@ -95,7 +95,7 @@ end
 local Pinger = Echo:extend()
 Pinger.ping_interval = 0.2
 Pinger.ping_timeout = 0.5
-function Pinger:on_pong() stats.pongs = (stats.pongs or 0) + 1 end
+function Pinger.on_pong() stats.pongs = (stats.pongs or 0) + 1 end
 function Pinger:on_close() closed(self, "pinger") end
 
 local Stats = web.RequestHandler:extend()
