@@ -442,6 +442,15 @@ static void conn_process_mem(gust_conn_t *c, const char *data, size_t len) {
             return;
         data += used;
         len -= used;
+        if (c->req.complete && len > 0) {
+            /* Bytes past a complete request must be in the connection's own
+             * buffer before its handler runs: it may detach the socket (an
+             * Upgrade) and take them along. The buffered path goes on. */
+            evbuffer_add(c->in, data, len);
+            if (after_feed(c))
+                conn_process(c);
+            return;
+        }
         if (!after_feed(c))
             break;
     }

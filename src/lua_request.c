@@ -693,12 +693,18 @@ static int req_send_file(lua_State *L) {
  * request.connection.detach(); the way to a WebSocket or a tunnel). */
 static int req_detach(lua_State *L) {
     gust_conn_t *c = check_conn(L);
-    if (!c)
+    if (!c || c->tls_dead)
         return closed(L);
     gust_server_t *s = c->server;
     gust_stream_t *st = gust_stream_new(s, -1);
+    /* An HTTPS connection's TLS session goes with the socket; the HTTP
+     * side's close must neither shut it down nor free it. */
+    struct ssl_st *ssl = c->ssl;
+    c->ssl = NULL;
     gust_conn_incref(c);
     int fd = gust_conn_detach(c, st->in);
+    if (fd < 0)
+        c->ssl = ssl;
     gust_conn_decref(c);
     if (fd < 0) {
         gust_stream_free(st);
@@ -707,6 +713,7 @@ static int req_detach(lua_State *L) {
         return 2;
     }
     gust_stream_set_fd(st, fd);
+    st->ssl = ssl;
     gust_stream_push(L, s, st);
     return 1;
 }

@@ -833,38 +833,6 @@ static void deflate_opts(lua_State *L, int idx, gust_ws_deflate_opts_t *o) {
     o->client_max_window_bits = (int)opt_number(L, idx, "client_max_window_bits", 0);
 }
 
-/* core.ws_detach(req) -> IOStream | nil, err: req:detach() for a WebSocket
- * upgrade, which also carries an HTTPS connection's TLS session over to the
- * stream (req:detach() hands over the bare socket only).  [-1, +1|2, e] */
-static int core_ws_detach(lua_State *L) {
-    gust_req_handle_t *h = luaL_checkudata(L, 1, "gust.request");
-    gust_conn_t *c = h->conn;
-    if (!c || c->tls_dead) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "closed");
-        return 2;
-    }
-    gust_server_t *s = c->server;
-    gust_stream_t *st = gust_stream_new(s, -1);
-    struct ssl_st *ssl = c->ssl;
-    c->ssl = NULL; /* the connection's close must neither shut nor free it */
-    gust_conn_incref(c);
-    int fd = gust_conn_detach(c, st->in);
-    if (fd < 0)
-        c->ssl = ssl;
-    gust_conn_decref(c);
-    if (fd < 0) {
-        gust_stream_free(st);
-        lua_pushnil(L);
-        lua_pushliteral(L, "the response has started");
-        return 2;
-    }
-    gust_stream_set_fd(st, fd);
-    st->ssl = ssl;
-    gust_stream_push(L, s, st);
-    return 1;
-}
-
 /* core.ws_negotiate(offer, opts?) -> response | nil: the server's answer to
  * a client's Sec-WebSocket-Extensions, nil when no permessage-deflate offer
  * is acceptable. opts: server_/client_no_context_takeover,
@@ -1011,7 +979,6 @@ void gust_ws_open(lua_State *L, gust_server_t *s) {
                                      {"ws_offer", core_ws_offer},
                                      {"ws_connect", core_ws_connect},
                                      {"ws_going_away", core_ws_going_away},
-                                     {"ws_detach", core_ws_detach},
                                      {NULL, NULL}};
     if (luaL_newmetatable(L, WS_MT)) {
         lua_newtable(L);

@@ -236,11 +236,9 @@ function WebSocketHandler:get(...)
     -- Fields read from the handle must be read while it is open: logs name
     -- the peer long after the HTTP request is gone.
     local _ = self.request.remote_ip
-    -- One loop iteration first: bytes that came in the same read as the
-    -- request (a client's first frame) reach the connection's buffer only
-    -- once this handler has yielded, and detach() hands over that buffer.
-    core.sleep(0)
-    local stream, err = core.ws_detach(req)
+    -- detach() hands over the socket (with its TLS session on HTTPS) and the
+    -- bytes read past the request, such as a client's first frame.
+    local stream, err = req:detach()
     if not stream then
         -- A client that left during the handshake is no news.
         local level = err == "closed" and log.debug or log.warn
