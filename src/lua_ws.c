@@ -955,6 +955,14 @@ int gust_ws_going_away(gust_server_t *s) {
     return open;
 }
 
+int gust_ws_open_count(gust_server_t *s) {
+    int open = 0;
+    for (gust_stream_t *st = s->streams; st; st = st->next)
+        if (st->on_close == on_close && !st->closed && !((lws_t *)st->arg)->client)
+            open++;
+    return open;
+}
+
 /* core.ws_going_away() -> n: gust_ws_going_away from Lua (a drain hook,
  * tests)  [-0, +1, -] */
 static int core_ws_going_away(lua_State *L) {

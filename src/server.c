@@ -110,19 +110,46 @@ void gust_server_defer(gust_server_t *s) { event_active(&s->defer_ev, 0, 0); }
 
 static void stop_now(gust_server_t *s) {
     event_del(&s->drain_ev);
+    event_del(&s->drain_check_ev);
     while (s->conns)
         gust_conn_close(s->conns);
     event_base_loopexit(s->base, NULL);
 }
 
+/* The drain timeout: long-lived WebSockets get close 1001 (DESIGN §2), a
+ * moment to answer it, and then everything that is left is closed. */
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
     gust_server_t *s = arg;
-    gust_log(&s->log, GUST_LOG_WARN, "drain timeout: closing %u connection(s)", s->nconns);
+    if (!s->going_away_sent) {
+        s->going_away_sent = 1;
+        int ws = gust_ws_going_away(s);
+        if (s->nconns)
+            gust_log(&s->log, GUST_LOG_WARN, "drain timeout: closing %u connection(s)",
+                     s->nconns);
+        while (s->conns)
+            gust_conn_close(s->conns);
+        if (ws > 0) {
+            struct timeval tv = {2, 0}; /* the close handshake's own timeout */
+            evtimer_add(&s->drain_ev, &tv);
+            return;
+        }
+    }
     stop_now(s);
 }
 
+static int drained(gust_server_t *s) {
+    return s->nconns == 0 && gust_ws_open_count(s) == 0;
+}
+
+/* While draining: stop as soon as nothing is left. */
+static void on_drain_check(evutil_socket_t fd, short what, void *arg) {
+    gust_server_t *s = arg;
+    if (drained(s))
+        stop_now(s);
+}
+
 void gust_server_conn_gone(gust_server_t *s) {
-    if (s->stopping && s->nconns == 0 && s->base)
+    if (s->stopping && s->base && drained(s))
         stop_now(s);
 }
 
@@ -226,6 +253,7 @@ static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *
     }
     event_assign(&s->defer_ev, s->base, -1, 0, on_defer, s);
     evtimer_assign(&s->drain_ev, s->base, on_drain_timeout, s);
+    event_assign(&s->drain_check_ev, s->base, -1, EV_PERSIST, on_drain_check, s);
     gust_timer_init(s);
     s->metrics = gust_metrics_new(0);
     s->own_metrics = 1;
@@ -352,6 +380,7 @@ void gust_server_free(gust_server_t *s) {
     if (s->base) {
         event_del(&s->defer_ev);
         event_del(&s->drain_ev);
+        event_del(&s->drain_check_ev);
         if (event_initialized(&s->sample_ev))
             event_del(&s->sample_ev);
     }
@@ -495,13 +524,15 @@ void gust_stop(gust_server_t *s) {
         next = c->next;
         gust_conn_drain(c);
     }
-    if (s->nconns == 0) {
+    if (drained(s)) {
         stop_now(s);
         return;
     }
     struct timeval tv = {(time_t)s->cfg.drain_timeout,
                          (suseconds_t)((s->cfg.drain_timeout - (time_t)s->cfg.drain_timeout) * 1e6)};
     evtimer_add(&s->drain_ev, &tv);
+    static const struct timeval check = {0, 200000};
+    evtimer_add(&s->drain_check_ev, &check);
 }
 
 lua_State *gust_lua(gust_server_t *s) { return s->main_L; }

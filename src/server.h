@@ -76,7 +76,8 @@ struct gust_server {
     size_t runq_len, runq_cap;
     gust_conn_t *pending; /* connections with work deferred to the loop */
     struct event defer_ev;
-    struct event drain_ev;
+    struct event drain_ev, drain_check_ev;
+    int going_away_sent; /* the drain timeout sent WebSockets their 1001 */
 
     time_t date_time;
     char date[GUST_HTTP_DATE_LEN + 1];
@@ -200,6 +201,8 @@ void gust_ws_open(lua_State *L, gust_server_t *s);
  * graceful stop or a reload's drain; returns how many are still open (each
  * ends within its close timeout). */
 int gust_ws_going_away(gust_server_t *s);
+/* Server-side WebSockets still open. */
+int gust_ws_open_count(gust_server_t *s);
 
 /* lua_httpclient.c: the HTTP client's Lua binding and pool */
 void gust_httpclient_open(lua_State *L, gust_server_t *s);

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -1028,3 +1029,38 @@ class ChatSocketTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DrainTest(unittest.TestCase):
+    """DESIGN §2: a graceful stop lets WebSockets run until --drain-timeout,
+    then sends them close 1001 and exits 0; with none open it exits at once."""
+
+    def test_stop_sends_1001_after_the_drain_timeout(self):
+        s = Server("ws_app.lua", "--drain-timeout", "1")
+        ws = RawWS(s.port, "/echo")
+        self.assertEqual(101, ws.status)
+        t0 = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        ws.send_text("still served while draining")
+        self.assertEqual("still served while draining", ws.recv()[1].decode())
+        code, _ = ws.recv_close()
+        elapsed = time.monotonic() - t0
+        self.assertEqual(1001, code)
+        self.assertGreaterEqual(elapsed, 0.8)
+        self.assertLess(elapsed, 4)
+        ws.close()
+        ws.close_socket()
+        self.assertEqual(0, s.stop())
+
+    def test_stop_is_quick_once_the_sockets_are_gone(self):
+        s = Server("ws_app.lua", "--drain-timeout", "10")
+        ws = RawWS(s.port, "/echo")
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        ws.close()
+        ws.recv_close()
+        ws.close_socket()
+        t0 = time.monotonic()
+        s.proc.wait(5)
+        self.assertLess(time.monotonic() - t0, 2)
+        self.assertEqual(0, s.stop())
