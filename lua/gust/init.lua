@@ -20,7 +20,7 @@ local submodules = {
   web = true, ioloop = true, log = true, escape = true, httputil = true,
   websocket = true, httpclient = true, iostream = true, tcpserver = true,
   tcpclient = true, netutil = true, locks = true, queues = true,
-  template = true, wsapi = true, testing = true,
+  template = true, wsapi = true, testing = true, pubsub = true, shared = true,
 }
 
 return setmetatable(_M, {

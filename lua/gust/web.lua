@@ -1368,6 +1368,17 @@ setmetatable(_M, {
 -- StaticFileHandler lives in its own file; it is built on RequestHandler.
 _M.StaticFileHandler = require("gust.web_static").new(_M)
 
+-- web.MetricsHandler: the server's Prometheus text (DESIGN §4.10), the same
+-- numbers as --metrics PATH, summed over the workers; for apps that want
+-- the page behind their own route (and, say, @authenticated).
+local MetricsHandler = RequestHandler:extend()
+MetricsHandler.__name = "gust.web.MetricsHandler"
+function MetricsHandler:get()
+    self:set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+    self:finish(core.metrics())
+end
+_M.MetricsHandler = MetricsHandler
+
 ------------------------------------------------------------------------------
 -- Routing. A route's pattern is analysed once: anchors, the number of
 -- captures, whether it is a plain string (compared with ==), and a template

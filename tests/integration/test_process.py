@@ -134,6 +134,10 @@ class ProcessModelTest(unittest.TestCase):
             self.assertRegex(text, r"gust_websocket_connections_open \d+")
             self.assertEqual(2, len(re.findall(r"^gust_lua_memory_bytes\{worker=", text, re.M)))
             self.assertEqual(2, len(re.findall(r"^gust_loop_lag_seconds\{worker=", text, re.M)))
+            # web.MetricsHandler serves the same numbers from a route of the app.
+            status, text2 = get(s.port, "/appmetrics")
+            self.assertEqual(200, status)
+            self.assertRegex(text2, r'gust_requests_total\{code="404"\} 1\b')
 
     def test_block_warn_logs_a_handler_that_holds_the_loop(self):
         with Server(self.app, "--block-warn", "100") as s:

@@ -22,4 +22,5 @@ function Busy:get()
   self:write("busy")
 end
 
-return web.Application({ {"/", Pid}, {"/slow", Slow}, {"/busy", Busy} })
+return web.Application({ {"/", Pid}, {"/slow", Slow}, {"/busy", Busy},
+                         {"/appmetrics", web.MetricsHandler} })
