@@ -117,12 +117,10 @@ static int core_set_close_hook(lua_State *L) {
     return 0;
 }
 
-/* core.listen(handler, port, address?, settings?) -> listener | nil, err
- * [-(2..4), +1|2, e] */
-static int core_listen(lua_State *L) {
-    gust_server_t *s = upserver(L);
-    if (lua_isnoneornil(L, 1))
-        luaL_argerror(L, 1, "a handler (function or callable table) is required");
+/* Listens for the handler at stack index 1 on port (2) and address (3):
+ * HTTP requests go to it, or with `raw` accepted connections as streams
+ * (TCPServer). Pushes the listener's handle, or nil and the error. */
+int gust_listen_lua(lua_State *L, gust_server_t *s, int raw) {
     int port = luaL_checkint(L, 2);
     const char *addr = luaL_optstring(L, 3, s->cfg.bind);
     lua_pushvalue(L, 1);
@@ -135,8 +133,19 @@ static int core_listen(lua_State *L) {
         lua_pushstring(L, err);
         return 2;
     }
-    gust_listener_apply_settings(l, L, 4);
+    if (raw)
+        l->raw = 1;
+    else
+        gust_listener_apply_settings(l, L, 4);
     return gust_listener_push(L, l);
+}
+
+/* core.listen(handler, port, address?, settings?) -> listener | nil, err
+ * [-(2..4), +1|2, e] */
+static int core_listen(lua_State *L) {
+    if (lua_isnoneornil(L, 1))
+        luaL_argerror(L, 1, "a handler (function or callable table) is required");
+    return gust_listen_lua(L, upserver(L), 0);
 }
 
 /* Pushes the Lua handle of a new listener. */

@@ -427,22 +427,8 @@ void gust_conn_accept_stream(gust_listener_t *l, int fd, const struct sockaddr *
 /* core.listen_stream(fn, port, address?) -> listener | nil, err:
  * fn(stream, {ip, port}) runs in a task per accepted connection */
 static int core_listen_stream(lua_State *L) {
-    gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
     luaL_checktype(L, 1, LUA_TFUNCTION);
-    int port = luaL_checkint(L, 2);
-    const char *addr = luaL_optstring(L, 3, s->cfg.bind);
-    lua_pushvalue(L, 1);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    char err[GUST_ERR_LEN];
-    gust_listener_t *l = gust_listener_new(s, addr, port, ref, err, sizeof err);
-    if (!l) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
-    }
-    l->raw = 1;
-    return gust_listener_push(L, l);
+    return gust_listen_lua(L, lua_touserdata(L, lua_upvalueindex(1)), 1);
 }
 
 void gust_stream_open(lua_State *L, gust_server_t *s) {

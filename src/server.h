@@ -220,6 +220,7 @@ void gust_pubsub_open(lua_State *L, gust_server_t *s);
 /* lua_core.c */
 int luaopen_gust_core(lua_State *L);
 int gust_listener_push(lua_State *L, gust_listener_t *l);
+int gust_listen_lua(lua_State *L, gust_server_t *s, int raw);
 gust_server_t *gust_server_from_lua(lua_State *L);
 gust_server_t *gust_server_for_lua(lua_State *L);
 

@@ -27,43 +27,8 @@
 
 #include "shdict.h"
 
-/* ---- the check framework --------------------------------------------- */
+#include "check.h"
 
-static int npass, nfail;
-static const char *current_test = "?";
-
-static void check_fail(const char *file, int line, const char *fmt, ...) {
-    va_list ap;
-    nfail++;
-    fprintf(stderr, "FAIL %s (%s:%d): ", current_test, file, line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (cond)                                                                          \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s", #cond);                                   \
-    } while (0)
-
-#define CHECK_INT(a, b)                                                                    \
-    do {                                                                                   \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                \
-        if (a_ == b_)                                                                      \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);      \
-    } while (0)
-
-#define RUN(fn)                                                                            \
-    do {                                                                                   \
-        current_test = #fn;                                                                \
-        fn();                                                                              \
-    } while (0)
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -622,6 +587,5 @@ int main(void) {
     RUN(test_incr_across_processes);
     RUN(test_robust_lock);
     RUN(test_segments);
-    printf("test_shdict: %d passed, %d failed\n", npass, nfail);
-    return nfail ? 1 : 0;
+    return check_report("test_shdict");
 }
