@@ -254,6 +254,7 @@ GUST_API int luaopen_gust_core(lua_State *L) {
     gust_httpclient_open(L, s);
     gust_ws_open(L, s);
     gust_pubsub_open(L, s);
+    gust_thread_open(L, s);
     gust_shdict_open(L, s);
     gust_crypto_open(L);
     lua_pushliteral(L, GUST_VERSION);

@@ -373,6 +373,7 @@ void gust_server_free(gust_server_t *s) {
     gust_conn_process_pending(s);
     gust_httpclient_forget_server(s);
     gust_pubsub_forget_server(s);
+    gust_threads_free(s);
     gust_stream_close_all(s);
     gust_socket_forget_server(s);
     if (s->dns)

@@ -65,6 +65,7 @@ struct gust_server {
     struct gust_http_pool *http_pool; /* the HTTP client's idle connections */
     struct ssl_ctx_st *tls_ctx;      /* HTTPS serving (--tls-cert/--tls-key), or NULL */
     int bus_fd, bus_handler_ref;     /* pubsub to the other workers (lua_pubsub.c) */
+    struct gust_threads *threads;    /* run_in_thread's pool, made on first use */
     struct event bus_ev;
     struct gust_timer_slot *theap; /* pending Lua timers (lua_timer.c) */
     size_t theap_len, theap_cap, timers_cancelled;
@@ -216,6 +217,10 @@ void gust_shdict_open(lua_State *L, gust_server_t *s);
 void gust_server_attach_bus(gust_server_t *s, int fd);
 void gust_pubsub_forget_server(gust_server_t *s);
 void gust_pubsub_open(lua_State *L, gust_server_t *s);
+
+/* lua_thread.c: gust.run_in_thread */
+void gust_thread_open(lua_State *L, gust_server_t *s);
+void gust_threads_free(gust_server_t *s);
 
 /* lua_core.c */
 int luaopen_gust_core(lua_State *L);

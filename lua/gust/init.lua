@@ -3,6 +3,8 @@
 local core = require "gust.core"
 
 local require = require
+local error = error
+local type = type
 local rawset = rawset
 local setmetatable = setmetatable
 
@@ -15,6 +17,23 @@ _M.spawn = core.spawn
 _M.sleep = core.sleep
 -- gust.now(): the loop's monotonic clock, in seconds.
 _M.now = core.now
+
+-- gust.run_in_thread(fn, ...): fn(...) in a thread pool with Lua states of
+-- its own, for blocking work that must not stall the loop; yields until it
+-- returns, then gives its results, or nil and the error. fn must be
+-- self-contained (no upvalues: it travels as bytecode) and its arguments and
+-- results nil, booleans, numbers or strings.
+local string_dump = string.dump
+local getinfo = debug.getinfo
+function _M.run_in_thread(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'run_in_thread' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if getinfo(fn, "u").nups > 0 then
+    error("bad argument #1 to 'run_in_thread' (function must not use upvalues)", 2)
+  end
+  return core.run_in_thread(string_dump(fn), ...)
+end
 
 local submodules = {
   web = true, ioloop = true, log = true, escape = true, httputil = true,

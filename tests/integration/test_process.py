@@ -139,6 +139,11 @@ class ProcessModelTest(unittest.TestCase):
             self.assertEqual(200, status)
             self.assertRegex(text2, r'gust_requests_total\{code="404"\} 1\b')
 
+    def test_run_in_thread_from_a_handler(self):
+        with Server(self.app) as s:
+            self.assertEqual((200, "6765"), get(s.port, "/thread?n=20"))
+            self.assertEqual((200, "55"), get(s.port, "/thread?n=10"))
+
     def test_block_warn_logs_a_handler_that_holds_the_loop(self):
         with Server(self.app, "--block-warn", "100") as s:
             self.assertEqual((200, "busy"), get(s.port, "/busy"))

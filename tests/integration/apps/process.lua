@@ -22,5 +22,16 @@ function Busy:get()
   self:write("busy")
 end
 
-return web.Application({ {"/", Pid}, {"/slow", Slow}, {"/busy", Busy},
+local Thread = web.RequestHandler:extend()
+function Thread:get()
+  local n = tonumber(self:get_argument("n", "20"))
+  local fib, err = gust.run_in_thread(function(k)
+    local a, b = 0, 1
+    for _ = 1, k do a, b = b, a + b end
+    return a
+  end, n)
+  self:write(fib and tostring(fib) or err)
+end
+
+return web.Application({ {"/", Pid}, {"/slow", Slow}, {"/busy", Busy}, {"/thread", Thread},
                          {"/appmetrics", web.MetricsHandler} })
