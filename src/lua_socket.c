@@ -15,7 +15,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -102,33 +101,19 @@ static int core_bind_socket(lua_State *L) {
     int port = luaL_checkint(L, 1);
     const char *addr = luaL_optstring(L, 2, s->cfg.bind);
     int backlog = luaL_optint(L, 3, 128);
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    char service[16];
-    snprintf(service, sizeof service, "%d", port);
-    int rc = getaddrinfo(addr, service, &hints, &res);
-    if (rc != 0) {
+    char err[GUST_ERR_LEN];
+    int bound;
+    int fd = gust_bind(addr, port, &bound, err, sizeof err);
+    if (fd < 0) {
         lua_pushnil(L);
-        lua_pushstring(L, gai_strerror(rc));
+        lua_pushstring(L, err);
         return 2;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1, e = 0;
-    if (fd < 0) {
-        e = errno;
-    } else {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
-            e = errno;
-            close(fd);
-        }
-    }
-    freeaddrinfo(res);
-    if (e)
+    if (listen(fd, backlog) < 0) {
+        int e = errno;
+        close(fd);
         return push_errno(L, e);
+    }
     gust_socket_push(L, fd);
     return 1;
 }
