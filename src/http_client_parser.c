@@ -32,23 +32,7 @@ static int fail(gust_http_reply_t *r, const char *fmt, const char *detail) {
 static int arena_add(gust_http_reply_t *r, const char *at, size_t len, int lower) {
     if (r->arena_len + len + HEADER_OVERHEAD * (r->nheaders + 1) > r->max_header_size)
         return fail(r, "malformed response: %s", "header section larger than max_header_size");
-    if (r->arena_cap - r->arena_len < len) {
-        size_t cap = r->arena_cap ? r->arena_cap : 512;
-        while (cap - r->arena_len < len)
-            cap *= 2;
-        r->arena = gust_realloc(r->arena, cap);
-        r->arena_cap = cap;
-    }
-    char *dst = r->arena + r->arena_len;
-    if (lower) {
-        for (size_t i = 0; i < len; i++) {
-            unsigned char c = at[i];
-            dst[i] = (c >= 'A' && c <= 'Z') ? c | 0x20 : c;
-        }
-    } else {
-        memcpy(dst, at, len);
-    }
-    r->arena_len += len;
+    gust_arena_append(&r->arena, &r->arena_len, &r->arena_cap, at, len, lower);
     return 0;
 }
 
