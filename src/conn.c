@@ -322,33 +322,48 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
     gust_conn_decref(c);
 }
 
-/* Answers a request the parser rejected, then closes. */
-static void reject(gust_conn_t *c, int status, const char *why) {
-    gust_server_t *s = c->server;
+/* Writes a whole response the core makes itself (error pages, metrics):
+ * status line, Server, Date, Content-Type, Content-Length and, unless the
+ * connection stays open, Connection: close. */
+void gust_conn_write_simple(gust_conn_t *c, int status, const char *ctype, const char *body,
+                            size_t blen, int keep_alive) {
     const char *reason = gust_http_reason(status);
-    gust_log(&s->log, GUST_LOG_INFO, "%d %s from %s: %s", status, reason, c->remote_ip,
-             why ? why : "bad request");
-    char body[128], storage[512];
-    int blen = snprintf(body, sizeof body,
-                        "<html><title>%d: %s</title><body>%d: %s</body></html>", status,
-                        reason, status, reason);
     const char *date;
-    gust_server_date(s, &date);
+    gust_server_date(c->server, &date);
+    char storage[512], len[24];
     gust_buf_t b;
     gust_buf_init(&b, storage, sizeof storage);
-    gust_http_status_line(&b, 1, status, reason, strlen(reason));
-    char len[24];
-    int llen = snprintf(len, sizeof len, "%d", blen);
+    gust_http_status_line(&b, c->req.http_minor, status, reason, strlen(reason));
     gust_http_header_line(&b, "Server", 6, "gust/" GUST_VERSION, 5 + strlen(GUST_VERSION));
     gust_http_header_line(&b, "Date", 4, date, GUST_HTTP_DATE_LEN);
-    gust_http_header_line(&b, "Content-Type", 12, "text/html; charset=UTF-8", 24);
+    gust_http_header_line(&b, "Content-Type", 12, ctype, strlen(ctype));
+    int llen = snprintf(len, sizeof len, "%zu", blen);
     gust_http_header_line(&b, "Content-Length", 14, len, llen);
-    gust_http_header_line(&b, "Connection", 10, "close", 5);
+    if (!keep_alive)
+        gust_http_header_line(&b, "Connection", 10, "close", 5);
     gust_buf_addlit(&b, "\r\n");
     gust_buf_add(&b, body, blen);
     gust_conn_write(c, b.p, b.len);
     gust_buf_free(&b);
     gust_conn_log_access(c, status, blen);
+}
+
+/* Tornado's error page for `status`, into body; returns its length. */
+size_t gust_error_page(int status, char *body, size_t size) {
+    const char *reason = gust_http_reason(status);
+    int n = snprintf(body, size, "<html><title>%d: %s</title><body>%d: %s</body></html>",
+                     status, reason, status, reason);
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
+/* Answers a request the parser rejected, then closes. */
+static void reject(gust_conn_t *c, int status, const char *why) {
+    gust_log(&c->server->log, GUST_LOG_INFO, "%d %s from %s: %s", status,
+             gust_http_reason(status), c->remote_ip, why ? why : "bad request");
+    char body[160];
+    size_t blen = gust_error_page(status, body, sizeof body);
+    c->req.http_minor = 1; /* a rejected request may not have said which */
+    gust_conn_write_simple(c, status, "text/html; charset=UTF-8", body, blen, 0);
     c->close_after = 1;
     c->unread_input = 1; /* the rest of what it sent is never read */
     c->state = CONN_IDLE;

@@ -53,24 +53,9 @@ static void fail_request(gust_conn_t *c) {
         gust_conn_close(c);
         return;
     }
-    static const char body[] = "<html><title>500: Internal Server Error</title>"
-                               "<body>500: Internal Server Error</body></html>";
-    const char *date;
-    gust_server_date(c->server, &date);
-    char storage[512];
-    gust_buf_t b;
-    gust_buf_init(&b, storage, sizeof storage);
-    gust_http_status_line(&b, c->req.http_minor, 500, "Internal Server Error", 21);
-    gust_buf_add(&b, server_header, sizeof server_header - 1);
-    gust_http_header_line(&b, "Date", 4, date, GUST_HTTP_DATE_LEN);
-    gust_buf_addlit(&b, "Content-Type: text/html; charset=UTF-8\r\nConnection: close\r\n");
-    char len[32];
-    int n = snprintf(len, sizeof len, "Content-Length: %zu\r\n\r\n", sizeof body - 1);
-    gust_buf_add(&b, len, n);
-    gust_buf_add(&b, body, sizeof body - 1);
-    gust_conn_write(c, b.p, b.len);
-    gust_buf_free(&b);
-    gust_conn_log_access(c, 500, sizeof body - 1);
+    char body[160];
+    size_t blen = gust_error_page(500, body, sizeof body);
+    gust_conn_write_simple(c, 500, "text/html; charset=UTF-8", body, blen, 0);
     gust_conn_response_done(c, 0);
     gust_conn_send(c);
 }
@@ -78,26 +63,11 @@ static void fail_request(gust_conn_t *c) {
 /* Answers GET --metrics PATH from C: no Lua, so it works when the app is
  * stuck, and costs the app nothing. */
 static void serve_metrics(gust_conn_t *c) {
-    gust_server_t *s = c->server;
     size_t blen;
-    char *body = gust_metrics_render(s->metrics, &blen);
-    const char *date;
-    gust_server_date(s, &date);
-    char storage[1024];
-    gust_buf_t b;
-    gust_buf_init(&b, storage, sizeof storage);
-    gust_http_status_line(&b, c->req.http_minor, 200, "OK", 2);
-    gust_buf_add(&b, server_header, sizeof server_header - 1);
-    gust_http_header_line(&b, "Date", 4, date, GUST_HTTP_DATE_LEN);
-    gust_buf_addlit(&b, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n");
-    char len[48];
-    int n = snprintf(len, sizeof len, "Content-Length: %zu\r\n\r\n", blen);
-    gust_buf_add(&b, len, n);
-    gust_conn_write(c, b.p, b.len);
-    gust_conn_write(c, body, blen);
-    gust_buf_free(&b);
+    char *body = gust_metrics_render(c->server->metrics, &blen);
+    gust_conn_write_simple(c, 200, "text/plain; version=0.0.4; charset=utf-8", body, blen,
+                           c->req.keep_alive);
     gust_free(body);
-    gust_conn_log_access(c, 200, blen);
     gust_conn_response_done(c, c->req.keep_alive);
     gust_conn_send(c);
 }

@@ -162,6 +162,9 @@ void gust_conn_drain(gust_conn_t *c);
 void gust_conn_nodelay(gust_conn_t *c);
 int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest);
 void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes);
+void gust_conn_write_simple(gust_conn_t *c, int status, const char *ctype, const char *body,
+                            size_t blen, int keep_alive);
+size_t gust_error_page(int status, char *body, size_t size);
 
 /* lua_sched.c */
 int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs);
