@@ -3,7 +3,8 @@
  * own to the app's scripts (DESIGN.md §5):
  *
  *     build/gust-embed --port 8080 apps/embed/app.lua
- *     curl http://127.0.0.1:8080/       -> values computed by the "host" module
+ *     curl http://127.0.0.1:8080/        -> values computed by the "host" module
+ *     curl http://127.0.0.1:8080/c/hello -> "Hello from C", answered in C
  *
  * It uses only the public API of gust.h and libgust, the way any embedder
  * would (`pkg-config --cflags --libs gust` once installed).
@@ -52,6 +53,19 @@ static int luaopen_host(lua_State *L) {
     return 1;
 }
 
+/* GET /c/hello, answered in C beside the Lua app (gust_handle). */
+static void c_hello(gust_request_t *req, void *arg) {
+    static const char *const headers[] = {"Content-Type", "text/plain", NULL};
+    static const char body[] = "Hello from C";
+    if (strcmp(gust_request_method(req), "GET") != 0 &&
+        strcmp(gust_request_method(req), "HEAD") != 0) {
+        static const char *const allow[] = {"Allow", "GET, HEAD", NULL};
+        gust_request_respond(req, 405, allow, NULL, 0);
+        return;
+    }
+    gust_request_respond(req, 200, headers, body, sizeof body - 1);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
     gust_stop(arg); /* graceful; a second signal stops at once */
 }
@@ -84,6 +98,7 @@ int main(int argc, char **argv) {
     event_add(term, NULL);
     event_add(intr, NULL);
     if (gust_preload(s, "host", luaopen_host) != 0 ||
+        gust_handle(s, "/c/hello", c_hello, NULL) != 0 ||
         gust_load_app(s, app, err, sizeof err) != 0) {
         fprintf(stderr, "gust-embed: %s\n", err);
         goto done;

@@ -18,7 +18,7 @@
 #include "gust.h"        /* GUST_ERR_LEN */
 #include "http_parser.h" /* gust_http_header_t, GUST_MAX_HEADERS */
 
-typedef struct gust_server gust_server_t;
+typedef struct gust_core gust_core_t;
 
 /* ---- the response parser (http_client_parser.c) ---------------------- */
 
@@ -95,7 +95,7 @@ typedef struct gust_http_fetch_opts {
 } gust_http_fetch_opts_t;
 
 struct gust_http_fetch {
-    gust_server_t *server; /* NULL once the server went away */
+    gust_core_t *core; /* NULL once the server went away */
     gust_http_fetch_opts_t o;
     char *host; /* o.host's copy */
     char *req;  /* the serialised request, owned */
@@ -121,7 +121,7 @@ struct gust_http_fetch {
  * host, port, TLS settings), or a new one. Returns NULL, with err set, only
  * when a TLS context cannot be made (e.g. an unreadable ca_file).
  */
-gust_http_fetch_t *gust_http_fetch_start(gust_server_t *s, const gust_http_fetch_opts_t *o,
+gust_http_fetch_t *gust_http_fetch_start(gust_core_t *s, const gust_http_fetch_opts_t *o,
                                          char *req, size_t req_len, gust_http_fetch_cb cb,
                                          void *arg, char *err, size_t errlen);
 
@@ -134,13 +134,13 @@ void gust_http_fetch_resume(gust_http_fetch_t *f);
 void gust_http_fetch_free(gust_http_fetch_t *f);
 
 /* Closes every idle connection; returns how many. */
-unsigned gust_http_pool_close_idle(gust_server_t *s);
+unsigned gust_http_pool_close_idle(gust_core_t *s);
 
 /* Counts idle pooled connections (for tests). */
-unsigned gust_http_pool_idle(gust_server_t *s);
+unsigned gust_http_pool_idle(gust_core_t *s);
 
 /* The server is going away: closes idle connections, detaches live
  * fetches (their callbacks will not run again) and frees TLS contexts. */
-void gust_http_pool_free(gust_server_t *s);
+void gust_http_pool_free(gust_core_t *s);
 
 #endif

@@ -5,13 +5,14 @@
  */
 #include <string.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <zlib.h>
 
-#include "server.h"
+#include "lua_crypto.h"
 
 /* core.hmac_sha256(key, msg) -> 32 raw bytes  [-2, +1, e] */
 static int c_hmac_sha256(lua_State *L) {

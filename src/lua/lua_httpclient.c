@@ -22,10 +22,13 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "http_client.h"
-#include "server.h"
+#include "core/http_client.h"
+#include "core/mem.h"
+#include "lua_httpclient.h"
+#include "lua_sched.h"
 
 #define FETCH_MT "gust.httpfetch"
 
@@ -329,7 +332,7 @@ static int core_http_fetch(lua_State *L) {
     luaL_getmetatable(L, FETCH_MT);
     lua_setmetatable(L, -2);
     char err[GUST_ERR_LEN];
-    lf->f = gust_http_fetch_start(s, &o, buf, len, on_progress, lf, err, sizeof err);
+    lf->f = gust_http_fetch_start(s->core, &o, buf, len, on_progress, lf, err, sizeof err);
     if (!lf->f) {
         lua_pushnil(L);
         lua_pushstring(L, err);
@@ -341,14 +344,14 @@ static int core_http_fetch(lua_State *L) {
 /* core.http_pool_idle() -> idle pooled connections  [-0, +1, -] */
 static int core_http_pool_idle(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
-    lua_pushinteger(L, gust_http_pool_idle(s));
+    lua_pushinteger(L, gust_http_pool_idle(s->core));
     return 1;
 }
 
 /* core.http_close_idle() -> how many were closed  [-0, +1, -] */
 static int core_http_close_idle(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
-    lua_pushinteger(L, gust_http_pool_close_idle(s));
+    lua_pushinteger(L, gust_http_pool_close_idle(s->core));
     return 1;
 }
 
@@ -372,4 +375,3 @@ void gust_httpclient_open(lua_State *L, gust_server_t *s) {
     luaL_setfuncs(L, funcs, 1); /* into the module table below */
 }
 
-void gust_httpclient_forget_server(gust_server_t *s) { gust_http_pool_free(s); }

@@ -10,9 +10,51 @@
  */
 #include <string.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
+#include "core/mem.h"
+#include "lua_sched.h"
+
+#define THREAD_POOL_MAX 64
+
+struct gust_sched {
+    gust_server_t *server;
+    gust_run_t *runq;
+    size_t runq_len, runq_cap;
+    int pool[THREAD_POOL_MAX]; /* idle request coroutines */
+    int pool_len;
+    char running_what[128]; /* "GET /path" being dispatched, for the watchdog */
+};
+
+gust_sched_t *gust_sched_new(gust_server_t *s) {
+    gust_sched_t *sc = gust_calloc(1, sizeof *sc);
+    sc->server = s;
+    return sc;
+}
+
+void gust_sched_free(gust_sched_t *sc) {
+    if (!sc)
+        return;
+    gust_free(sc->runq);
+    gust_free(sc);
+}
+
+void gust_sched_set_running(gust_sched_t *sc, const char *method, const char *uri,
+                            size_t ulen) {
+    if (!method) {
+        sc->running_what[0] = 0;
+        return;
+    }
+    /* Copied: a finished response resets the request it points into. */
+    size_t mlen = strlen(method);
+    if (mlen + 1 + ulen >= sizeof sc->running_what)
+        ulen = sizeof sc->running_what - mlen - 2;
+    memcpy(sc->running_what, method, mlen);
+    sc->running_what[mlen] = ' ';
+    memcpy(sc->running_what + mlen + 1, uri, ulen);
+    sc->running_what[mlen + 1 + ulen] = 0;
+}
 
 /* Message handler for lua_pcall: the message plus a traceback. Error
  * objects with __tostring (HTTPError) are rendered through it. */
@@ -33,25 +75,27 @@ int gust_traceback(lua_State *L) {
  * when it returns, with where the task now waits. */
 static void warn_blocked(gust_server_t *s, lua_State *co, int rc, double ms) {
     lua_State *L = s->L;
+    const char *what = s->sched->running_what;
     if (rc == LUA_YIELD)
         luaL_traceback(L, co, NULL, 0);
     else
         lua_pushliteral(L, "stack traceback:\n\t(the task has finished)");
-    if (s->running_what[0])
-        gust_log(&s->log, GUST_LOG_WARN, "blocked the loop for %.0f ms handling %s\n%s", ms,
-                 s->running_what, lua_tostring(L, -1));
+    if (what[0])
+        gust_log(&s->core->log, GUST_LOG_WARN, "blocked the loop for %.0f ms handling %s\n%s",
+                 ms, what, lua_tostring(L, -1));
     else
-        gust_log(&s->log, GUST_LOG_WARN, "blocked the loop for %.0f ms\n%s", ms,
+        gust_log(&s->core->log, GUST_LOG_WARN, "blocked the loop for %.0f ms\n%s", ms,
                  lua_tostring(L, -1));
     lua_pop(L, 1);
 }
 
 int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs) {
-    double t0 = s->cfg.block_warn_ms > 0 ? gust_now() : 0;
+    int warn_ms = s->core->cfg.block_warn_ms;
+    double t0 = warn_ms > 0 ? gust_now() : 0;
     int rc = lua_resume(co, nargs);
     if (t0 > 0) {
         double ms = (gust_now() - t0) * 1000;
-        if (ms >= s->cfg.block_warn_ms && s->L)
+        if (ms >= warn_ms && s->L)
             warn_blocked(s, co, rc, ms);
     }
     if (rc == 0 || rc == LUA_YIELD) {
@@ -65,7 +109,7 @@ int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs) {
     if (!msg && luaL_callmeta(co, -1, "__tostring"))
         msg = lua_tostring(co, -1);
     luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
-    gust_log(&s->log, GUST_LOG_ERROR, "uncaught error in task: %s", lua_tostring(L, -1));
+    gust_log(&s->core->log, GUST_LOG_ERROR, "uncaught error in task: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
     return rc;
 }
@@ -76,22 +120,20 @@ int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs) {
  * threads that finished without ever yielding go back, since nothing but
  * their own run can have kept a reference to them for a later wake-up.
  */
-#define THREAD_POOL_MAX 64
-
-lua_State *gust_sched_thread(gust_server_t *s) {
-    lua_State *L = s->L;
-    if (s->pool_len > 0) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->pool[--s->pool_len]);
-        luaL_unref(L, LUA_REGISTRYINDEX, s->pool[s->pool_len]);
+lua_State *gust_sched_thread(gust_sched_t *sc) {
+    lua_State *L = sc->server->L;
+    if (sc->pool_len > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, sc->pool[--sc->pool_len]);
+        luaL_unref(L, LUA_REGISTRYINDEX, sc->pool[sc->pool_len]);
         return lua_tothread(L, -1);
     }
     return lua_newthread(L);
 }
 
-void gust_sched_release(gust_server_t *s, lua_State *co, int rc) {
-    lua_State *L = s->L;
-    if (rc == 0 && s->pool_len < THREAD_POOL_MAX && lua_gettop(co) == 0)
-        s->pool[s->pool_len++] = luaL_ref(L, LUA_REGISTRYINDEX);
+void gust_sched_release(gust_sched_t *sc, lua_State *co, int rc) {
+    lua_State *L = sc->server->L;
+    if (rc == 0 && sc->pool_len < THREAD_POOL_MAX && lua_gettop(co) == 0)
+        sc->pool[sc->pool_len++] = luaL_ref(L, LUA_REGISTRYINDEX);
     else
         lua_pop(L, 1);
 }
@@ -105,15 +147,15 @@ int gust_sched_anchor(lua_State *co) {
 }
 
 void gust_sched_push(gust_server_t *s, gust_run_t run) {
-    if (!s->L) {
+    if (!s->L)
         return; /* shutting down: nothing will run again */
+    gust_sched_t *sc = s->sched;
+    if (sc->runq_len == sc->runq_cap) {
+        sc->runq_cap = sc->runq_cap ? sc->runq_cap * 2 : 64;
+        sc->runq = gust_realloc(sc->runq, sc->runq_cap * sizeof *sc->runq);
     }
-    if (s->runq_len == s->runq_cap) {
-        s->runq_cap = s->runq_cap ? s->runq_cap * 2 : 64;
-        s->runq = gust_realloc(s->runq, s->runq_cap * sizeof *s->runq);
-    }
-    s->runq[s->runq_len++] = run;
-    gust_server_defer(s);
+    sc->runq[sc->runq_len++] = run;
+    gust_core_defer(s->core);
 }
 
 /* Starts fn(...) -- the function and its `nargs` arguments on top of L,
@@ -128,11 +170,13 @@ void gust_sched_start(gust_server_t *s, lua_State *L, int nargs) {
 
 /* Runs what was queued before this call; what those runs queue waits for
  * the next loop iteration, so a busy task cannot starve I/O. */
-void gust_sched_run_queue(gust_server_t *s) {
+int gust_sched_run_queue(void *arg) {
+    gust_sched_t *sc = arg;
+    gust_server_t *s = sc->server;
     lua_State *L = s->L;
-    size_t n = s->runq_len;
+    size_t n = sc->runq_len;
     for (size_t i = 0; i < n && s->L; i++) {
-        gust_run_t run = s->runq[i];
+        gust_run_t run = sc->runq[i];
         lua_rawgeti(L, LUA_REGISTRYINDEX, run.co_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, run.co_ref);
         lua_State *co = lua_tothread(L, -1);
@@ -164,7 +208,8 @@ void gust_sched_run_queue(gust_server_t *s) {
         gust_sched_resume(s, co, nargs);
         lua_pop(L, 1);
     }
-    if (s->runq_len > n)
-        memmove(s->runq, s->runq + n, (s->runq_len - n) * sizeof *s->runq);
-    s->runq_len -= n;
+    if (sc->runq_len > n)
+        memmove(sc->runq, sc->runq + n, (sc->runq_len - n) * sizeof *sc->runq);
+    sc->runq_len -= n;
+    return sc->runq_len > 0;
 }

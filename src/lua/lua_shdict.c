@@ -17,10 +17,11 @@
 #include <math.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
-#include "shdict.h"
+#include "core/shdict.h"
+#include "lua_shdict.h"
 
 #define SHDICT_MT "gust.shared.dict"
 #define KEYS_DEFAULT 1024

@@ -21,9 +21,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
+#include "core/mem.h"
+#include "lua_sched.h"
+#include "lua_socket.h"
 
 #define SOCKET_MT "gust.socket"
 #define WATCHER_MT "gust.watcher"
@@ -99,7 +102,7 @@ void gust_push_address(lua_State *L, const struct sockaddr *sa) {
 static int core_bind_socket(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
     int port = luaL_checkint(L, 1);
-    const char *addr = luaL_optstring(L, 2, s->cfg.bind);
+    const char *addr = luaL_optstring(L, 2, s->core->cfg.bind);
     int backlog = luaL_optint(L, 3, 128);
     char err[GUST_ERR_LEN];
     int bound;
@@ -240,12 +243,12 @@ static void on_fd(evutil_socket_t fd, short what, void *arg) {
     gust_watcher_t *w = arg;
     gust_server_t *s = w->server;
     int events = (what & EV_READ ? IO_READ : 0) | (what & EV_WRITE ? IO_WRITE : 0);
-    lua_State *co = gust_sched_thread(s);
+    lua_State *co = gust_sched_thread(s->sched);
     lua_rawgeti(co, LUA_REGISTRYINDEX, w->fn_ref);
     lua_pushinteger(co, fd);
     lua_pushinteger(co, events);
     int rc = gust_sched_resume(s, co, 2);
-    gust_sched_release(s, co, rc);
+    gust_sched_release(s->sched, co, rc);
 }
 
 static void watcher_stop(gust_server_t *s, gust_watcher_t *w) {
@@ -311,7 +314,7 @@ static int core_add_handler(lua_State *L) {
     w->events = events;
     lua_pushvalue(L, 2);
     w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    event_assign(&w->ev, s->base, fd, to_libevent(events), on_fd, w);
+    event_assign(&w->ev, s->core->base, fd, to_libevent(events), on_fd, w);
     event_add(&w->ev, NULL);
     w->next = s->watchers;
     if (s->watchers)
@@ -339,7 +342,7 @@ static int core_update_handler(lua_State *L) {
         return luaL_error(L, "fd %d has no handler", fd);
     event_del(&w->ev);
     w->events = events;
-    event_assign(&w->ev, s->base, fd, to_libevent(events), on_fd, w);
+    event_assign(&w->ev, s->core->base, fd, to_libevent(events), on_fd, w);
     event_add(&w->ev, NULL);
     return 0;
 }

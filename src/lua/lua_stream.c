@@ -19,10 +19,16 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
-#include "stream.h"
+#include "core/mem.h"
+#include "core/stream.h"
+#include "lua_core.h"
+#include "lua_request.h"
+#include "lua_sched.h"
+#include "lua_socket.h"
+#include "lua_stream.h"
 
 #define STREAM_MT "gust.stream"
 #define HIGH_MARK (64 * 1024)
@@ -171,7 +177,7 @@ static void on_close(gust_stream_t *st, void *arg) {
 /* Wraps `st` in a new userdata on L's stack. */
 static lstream_t *push_stream(lua_State *L, gust_server_t *s, gust_stream_t *st);
 
-void gust_stream_push(lua_State *L, gust_server_t *s, gust_stream_t *st) {
+void gust_lua_stream_push(lua_State *L, gust_server_t *s, gust_stream_t *st) {
     push_stream(L, s, st);
 }
 
@@ -179,7 +185,7 @@ void gust_stream_push(lua_State *L, gust_server_t *s, gust_stream_t *st) {
  * IOStream at idx, which is closed from then on (the way from an upgraded
  * HTTP connection to a WebSocket). NULL when idx is not an IOStream, has
  * lost its stream, or has a read or write waiting. */
-gust_stream_t *gust_stream_take(lua_State *L, int idx) {
+gust_stream_t *gust_lua_stream_take(lua_State *L, int idx) {
     lstream_t *ls = luaL_testudata(L, idx, STREAM_MT);
     if (!ls || !ls->st || ls->read_ref != LUA_NOREF || ls->write_ref != LUA_NOREF)
         return NULL;
@@ -364,7 +370,7 @@ static int core_stream(lua_State *L) {
     if (fd < 0 && lua_type(L, 1) == LUA_TNUMBER)
         fd = (int)lua_tointeger(L, 1);
     luaL_argcheck(L, fd >= 0, 1, "open fd or gust.socket expected");
-    gust_stream_t *st = gust_stream_new(s, fd);
+    gust_stream_t *st = gust_stream_new(s->core, fd);
     push_stream(L, s, st);
     return 1;
 }
@@ -409,16 +415,22 @@ static int core_connect(lua_State *L) {
     pending_connect_t *pc = gust_malloc(sizeof *pc);
     pc->server = s;
     pc->co_ref = ref;
-    gust_stream_connect(s, host, port, timeout, on_connect_done, pc);
+    gust_stream_connect(s->core, host, port, timeout, on_connect_done, pc);
     return lua_yield(L, 0);
 }
 
-void gust_conn_accept_stream(gust_listener_t *l, int fd, const struct sockaddr *sa) {
-    gust_server_t *s = l->server;
+void gust_lua_stream_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int salen,
+                            void *arg) {
+    gust_lua_handler_t *lh = arg;
+    gust_server_t *s = lh->server;
     lua_State *L = s->L;
+    if (!L) {
+        close(fd);
+        return;
+    }
     lua_State *co = lua_newthread(L);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, l->handler_ref);
-    push_stream(co, s, gust_stream_new(s, fd));
+    lua_rawgeti(co, LUA_REGISTRYINDEX, lh->handler_ref);
+    push_stream(co, s, gust_stream_new(s->core, fd));
     gust_push_address(co, sa);
     gust_sched_resume(s, co, 2);
     lua_pop(L, 1);

@@ -41,15 +41,19 @@
 #include <lauxlib.h>
 #include <openssl/ssl.h>
 
-#include "server.h"
-#include "stream.h"
-#include "ws_frame.h"
+#include "core/mem.h"
+#include "core/stream.h"
+#include "core/tls.h"
+#include "core/ws_frame.h"
+#include "lua_sched.h"
+#include "lua_stream.h"
+#include "lua_ws.h"
 
 #define WS_MT "gust.websocket"
 
 #define DEFAULT_MAX_BUFFER (4 * 1024 * 1024)
 #define DEFAULT_HIGH_MARK (64 * 1024)
-#define DEFAULT_CLOSE_TIMEOUT 5.0
+#define DEFAULT_CLOSE_TIMEOUT GUST_CLOSE_TIMEOUT /* the drain waits as long (core.h) */
 /* Reading pauses while this much waits for Lua. */
 #define QUEUE_MAX_BYTES (1024 * 1024)
 #define QUEUE_MAX_ITEMS 256
@@ -175,8 +179,8 @@ static void uncount(lws_t *ws) {
     if (!ws->counted)
         return;
     ws->counted = 0;
-    if (ws->server->metrics)
-        gust_metrics_add(&ws->server->metrics->websockets_open, -1);
+    if (ws->server->core->metrics)
+        gust_metrics_add(&ws->server->core->metrics->websockets_open, -1);
 }
 
 /* Drops our stream reference; the stream must be closed already, or is
@@ -223,7 +227,7 @@ static void after_drain(lws_t *ws) {
     gust_stream_t *st = ws->st;
     if (!is_open(ws) || ws->after_drain == AFTER_NOTHING || gust_stream_pending(st) > 0)
         return;
-    if (ws->after_drain == AFTER_CLOSE || st->ssl) {
+    if (ws->after_drain == AFTER_CLOSE || st->tls.ssl) {
         gust_stream_close(st, NULL);
         return;
     }
@@ -780,7 +784,7 @@ static int core_websocket(lua_State *L) {
         lua_pushliteral(L, "cannot set up permessage-deflate");
         return 2;
     }
-    gust_stream_t *st = gust_stream_take(L, 1);
+    gust_stream_t *st = gust_lua_stream_take(L, 1);
     if (!st) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
@@ -802,16 +806,16 @@ static int core_websocket(lua_State *L) {
     /* The codec bounds messages; the stream's own input limit only has to
      * stay out of the way of one read beyond a paused queue. */
     st->max_buffer = (size_t)-1 / 2;
-    event_assign(&ws->ping_ev, s->base, -1, EV_PERSIST, on_ping_timer, ws);
-    evtimer_assign(&ws->pong_ev, s->base, on_pong_timeout, ws);
-    evtimer_assign(&ws->close_ev, s->base, on_close_timeout, ws);
+    event_assign(&ws->ping_ev, s->core->base, -1, EV_PERSIST, on_ping_timer, ws);
+    evtimer_assign(&ws->pong_ev, s->core->base, on_pong_timeout, ws);
+    evtimer_assign(&ws->close_ev, s->core->base, on_close_timeout, ws);
     if (!st->closed) {
         anchor(L, ws, -1);
-        if (!client && s->metrics) {
+        if (!client && s->core->metrics) {
             ws->counted = 1;
-            gust_metrics_add(&s->metrics->websockets_open, 1);
+            gust_metrics_add(&s->core->metrics->websockets_open, 1);
         }
-        if (!st->ssl) {
+        if (!st->tls.ssl) {
             /* A message leaves in one write: Nagle would only add delay. */
             int one = 1;
             setsockopt(st->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -881,7 +885,7 @@ static void on_connected(gust_stream_t *st, const char *err, void *arg) {
     lua_State *co = waiter(s, wc->co_ref);
     int n = 1;
     if (st) {
-        gust_stream_push(co, s, st);
+        gust_lua_stream_push(co, s, st);
     } else {
         lua_pushnil(co);
         lua_pushstring(co, err);
@@ -930,13 +934,13 @@ static int core_ws_connect(lua_State *L) {
     wc->co_ref = ref;
     wc->tls = ctx;
     gust_connect_opts_t o = {timeout, ctx};
-    gust_stream_connect_ex(s, host, port, &o, on_connected, wc);
+    gust_stream_connect_ex(s->core, host, port, &o, on_connected, wc);
     return lua_yield(L, 0);
 }
 
 int gust_ws_going_away(gust_server_t *s) {
     int open = 0;
-    for (gust_stream_t *st = s->streams, *next; st; st = next) {
+    for (gust_stream_t *st = s->core->streams, *next; st; st = next) {
         next = st->next;
         if (st->on_close != on_close || st->closed)
             continue;
@@ -957,7 +961,7 @@ int gust_ws_going_away(gust_server_t *s) {
 
 int gust_ws_open_count(gust_server_t *s) {
     int open = 0;
-    for (gust_stream_t *st = s->streams; st; st = st->next)
+    for (gust_stream_t *st = s->core->streams; st; st = st->next)
         if (st->on_close == on_close && !st->closed && !((lws_t *)st->arg)->client)
             open++;
     return open;

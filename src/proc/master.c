@@ -27,8 +27,9 @@
 #include <event2/event.h>
 
 #include "master.h"
-#include "shdict.h"
-#include "server.h"
+#include "core/shdict.h"
+#include "lua/lua_pubsub.h"
+#include "lua/server.h"
 
 enum { W_STARTING, W_READY, W_DRAINING };
 
@@ -426,7 +427,7 @@ int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
         return 1;
     gust_server_attach_bus(s, bus_fd);
     if (metrics)
-        gust_server_attach_metrics(s, metrics, slot);
+        gust_core_attach_metrics(s->core, metrics, slot);
     int rc = 1;
     struct event *sigs[2] = {NULL, NULL};
     char err[4096];

@@ -2,6 +2,7 @@
 answers with values from a C module exposed with gust_preload(); and an
 installed libgust (make install) builds that program again through
 pkg-config and serves the same answer."""
+import http.client
 import json
 import os
 import re
@@ -51,6 +52,32 @@ class EmbedTest(unittest.TestCase):
         proc, port = serve([os.path.join(BUILD, "gust-embed"), "--port", "0", APP])
         try:
             self.check_answer(proc, port)
+        finally:
+            rc, err = stop(proc)
+        self.assertEqual(0, rc, err)
+        self.assertNotIn("Sanitizer", err)
+
+    def test_gust_embed_answers_c_hello_in_c(self):
+        """DESIGN §5: gust_handle routes /c/hello to a C handler, ahead of the
+        Lua routes, while the Lua app keeps serving the rest, on one
+        keep-alive connection."""
+        proc, port = serve([os.path.join(BUILD, "gust-embed"), "--port", "0", APP])
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/c/hello")
+            r = conn.getresponse()
+            self.assertEqual(200, r.status)
+            self.assertEqual("text/plain", r.getheader("Content-Type"))
+            self.assertEqual(b"Hello from C", r.read())
+            conn.request("GET", "/")  # the same connection, now to Lua
+            r = conn.getresponse()
+            self.assertEqual(55, json.loads(r.read())["fib10"])
+            conn.request("POST", "/c/hello", body=b"x")
+            r = conn.getresponse()
+            self.assertEqual(405, r.status)
+            self.assertEqual("GET, HEAD", r.getheader("Allow"))
+            r.read()
+            conn.close()
         finally:
             rc, err = stop(proc)
         self.assertEqual(0, rc, err)

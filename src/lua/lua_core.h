@@ -1,0 +1,31 @@
+/*
+ * lua_core.h -- `require "gust.core"` (lua_core.c): the module that gathers
+ * every binding, listeners from Lua, and the helper that registers a class.
+ */
+#ifndef GUST_LUA_CORE_H
+#define GUST_LUA_CORE_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "core/listener.h"
+#include "server.h"
+
+int luaopen_gust_core(lua_State *L);
+
+/* Registers (once) the metatable `name` with `methods` as its __index
+ * table and `meta` (may be NULL) as metamethods; leaves it on the stack. */
+void gust_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                       const luaL_Reg *meta);
+
+/* Applies an Application's settings table at idx (limits and timeouts) to
+ * the listener; not a table: the server's configuration. */
+void gust_lua_apply_settings(gust_listener_t *l, lua_State *L, int idx);
+
+/* Listens for the handler at stack index 1 on port (2) and address (3):
+ * HTTP requests go to it (settings at 4), or with `raw` accepted
+ * connections as streams (TCPServer). Pushes the listener's handle, or nil
+ * and the error. */
+int gust_listen_lua(lua_State *L, gust_server_t *s, int raw);
+
+#endif
