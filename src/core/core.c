@@ -85,6 +85,50 @@ int gust_core_add_drain(gust_core_t *c, const gust_drain_hook_t *hook) {
     return -1;
 }
 
+/* ---- C handlers by path prefix -------------------------------------- */
+
+struct gust_prefix {
+    char *prefix;
+    size_t len;
+    gust_handler_fn fn;
+    void *arg;
+    gust_prefix_t *next;
+};
+
+int gust_core_handle(gust_core_t *c, const char *prefix, gust_handler_fn fn, void *arg) {
+    if (!prefix || prefix[0] != '/' || !fn)
+        return -1;
+    gust_prefix_t *p = gust_calloc(1, sizeof *p);
+    p->prefix = gust_strdup(prefix);
+    p->len = strlen(prefix);
+    p->fn = fn;
+    p->arg = arg;
+    p->next = c->prefixes;
+    c->prefixes = p;
+    return 0;
+}
+
+gust_handler_fn gust_core_find_handler(const gust_core_t *c, const char *path, size_t len,
+                                       void **arg) {
+    const gust_prefix_t *best = NULL;
+    for (const gust_prefix_t *p = c->prefixes; p; p = p->next)
+        if (p->len <= len && memcmp(p->prefix, path, p->len) == 0 && (!best || p->len > best->len))
+            best = p;
+    if (!best)
+        return NULL;
+    *arg = best->arg;
+    return best->fn;
+}
+
+static void prefixes_free(gust_core_t *c) {
+    for (gust_prefix_t *p = c->prefixes, *next; p; p = next) {
+        next = p->next;
+        gust_free(p->prefix);
+        gust_free(p);
+    }
+    c->prefixes = NULL;
+}
+
 /* ---- metrics sampling ------------------------------------------------ */
 
 #define SAMPLE_SECONDS 1.0
@@ -305,7 +349,7 @@ void gust_core_free(gust_core_t *c) {
         if (c->own_metrics)
             gust_metrics_free(c->metrics, 0);
     }
-    gust_request_prefixes_free(c);
+    prefixes_free(c);
     if (c->own_base && c->base)
         event_base_free(c->base);
     if (c->log.own_access)

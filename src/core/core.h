@@ -116,6 +116,9 @@ int gust_core_add_drain(gust_core_t *c, const gust_drain_hook_t *hook);
 
 /* Serves requests under `prefix` with a C handler (gust_handle()). */
 int gust_core_handle(gust_core_t *c, const char *prefix, gust_handler_fn fn, void *arg);
+/* The handler of the longest prefix of `path`, or NULL. */
+gust_handler_fn gust_core_find_handler(const gust_core_t *c, const char *path, size_t len,
+                                       void **arg);
 
 /* Reports into `slot` of a metrics area shared with other workers. */
 void gust_core_attach_metrics(gust_core_t *c, gust_metrics_t *m, int slot);

@@ -24,14 +24,6 @@
  * single write; larger ones are added to the output as they are. */
 #define INLINE_BODY_MAX (64 * 1024)
 
-struct gust_prefix {
-    char *prefix;
-    size_t len;
-    gust_handler_fn fn;
-    void *arg;
-    gust_prefix_t *next;
-};
-
 static const gust_request_handler_t c_handler;
 
 /* ---- routing --------------------------------------------------------- */
@@ -71,14 +63,6 @@ static void serve_metrics(gust_conn_t *c) {
     gust_conn_send(c);
 }
 
-static const gust_prefix_t *find_prefix(const gust_core_t *core, const char *path, size_t len) {
-    const gust_prefix_t *best = NULL;
-    for (const gust_prefix_t *p = core->prefixes; p; p = p->next)
-        if (p->len <= len && memcmp(p->prefix, path, p->len) == 0 && (!best || p->len > best->len))
-            best = p;
-    return best;
-}
-
 void gust_request_begin(gust_request_t *r, gust_conn_t *c, const gust_http_request_t *msg) {
     memset(r, 0, sizeof *r);
     r->conn = c;
@@ -93,12 +77,14 @@ void gust_request_begin(gust_request_t *r, gust_conn_t *c, const gust_http_reque
         serve_metrics(c);
         return;
     }
-    const gust_prefix_t *p = core->prefixes ? find_prefix(core, r->path, r->path_len) : NULL;
-    if (p) {
+    void *arg;
+    gust_handler_fn fn = core->prefixes ? gust_core_find_handler(core, r->path, r->path_len, &arg)
+                                        : NULL;
+    if (fn) {
         r->handler = &c_handler;
         r->handler_arg = NULL;
         gust_conn_incref(c);
-        p->fn(r, p->arg);
+        fn(r, arg);
         gust_conn_decref(c);
         return;
     }
@@ -224,7 +210,7 @@ int gust_request_finish(gust_request_t *r, gust_http_head_t *hd, const struct io
             size_t tag_len = hd->etag_len;
             if (!tag) {
                 body_etag(body, nbody, len, etag);
-                gust_http_head_add(hd, "Etag", 4, etag, GUST_ETAG_LEN);
+                gust_http_header_line(&hd->hdrs, "Etag", 4, etag, GUST_ETAG_LEN);
                 tag = etag;
                 tag_len = GUST_ETAG_LEN;
             }
@@ -363,28 +349,6 @@ static void c_on_end(gust_request_t *r, void *arg) {
 /* C handlers hear of the end only when they did not cause it themselves:
  * gust_request_respond/end clear on_close before they finish. */
 static const gust_request_handler_t c_handler = {NULL, NULL, NULL, c_on_end};
-
-int gust_core_handle(gust_core_t *c, const char *prefix, gust_handler_fn fn, void *arg) {
-    if (!prefix || prefix[0] != '/' || !fn)
-        return -1;
-    gust_prefix_t *p = gust_calloc(1, sizeof *p);
-    p->prefix = gust_strdup(prefix);
-    p->len = strlen(prefix);
-    p->fn = fn;
-    p->arg = arg;
-    p->next = c->prefixes;
-    c->prefixes = p;
-    return 0;
-}
-
-void gust_request_prefixes_free(gust_core_t *c) {
-    for (gust_prefix_t *p = c->prefixes, *next; p; p = next) {
-        next = p->next;
-        gust_free(p->prefix);
-        gust_free(p);
-    }
-    c->prefixes = NULL;
-}
 
 const char *gust_request_method(const gust_request_t *r) {
     return llhttp_method_name((llhttp_method_t)r->msg->method);

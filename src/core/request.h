@@ -109,6 +109,5 @@ void gust_request_begin(gust_request_t *r, gust_conn_t *c, const gust_http_reque
 void gust_request_client_left(gust_request_t *r);
 void gust_request_flushed(gust_request_t *r, int ok);
 void gust_request_over(gust_request_t *r); /* the request ends: on_end, forget conn */
-void gust_request_prefixes_free(struct gust_core *c);
 
 #endif

@@ -142,9 +142,21 @@ void gust_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
     lua_setfield(L, -2, "__name");
 }
 
-static double opt_number(lua_State *L, int idx, const char *name, double dflt) {
+double gust_lua_opt_number(lua_State *L, int idx, const char *name, double dflt) {
     lua_getfield(L, idx, name);
-    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+    double v = dflt;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "option %s: number expected, got %s", name, luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int gust_lua_opt_bool(lua_State *L, int idx, const char *name, int dflt) {
+    lua_getfield(L, idx, name);
+    int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
 }
@@ -158,11 +170,11 @@ void gust_lua_apply_settings(gust_listener_t *l, lua_State *L, int idx) {
         return;
     }
     gust_listener_set_limits(
-        l, (size_t)opt_number(L, idx, "max_body_size", (double)cfg->max_body_size),
-        (size_t)opt_number(L, idx, "max_header_size", (double)cfg->max_header_size),
-        opt_number(L, idx, "idle_connection_timeout", cfg->idle_connection_timeout),
-        opt_number(L, idx, "header_timeout", cfg->header_timeout),
-        opt_number(L, idx, "body_timeout", cfg->body_timeout));
+        l, (size_t)gust_lua_opt_number(L, idx, "max_body_size", (double)cfg->max_body_size),
+        (size_t)gust_lua_opt_number(L, idx, "max_header_size", (double)cfg->max_header_size),
+        gust_lua_opt_number(L, idx, "idle_connection_timeout", cfg->idle_connection_timeout),
+        gust_lua_opt_number(L, idx, "header_timeout", cfg->header_timeout),
+        gust_lua_opt_number(L, idx, "body_timeout", cfg->body_timeout));
 }
 
 /* Pushes the Lua handle of a new listener. */

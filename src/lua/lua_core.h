@@ -18,6 +18,11 @@ int luaopen_gust_core(lua_State *L);
 void gust_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
                        const luaL_Reg *meta);
 
+/* Field `name` of the options table at idx: nil gives `dflt`; a value of
+ * the wrong type raises "option NAME: number expected". */
+double gust_lua_opt_number(lua_State *L, int idx, const char *name, double dflt);
+int gust_lua_opt_bool(lua_State *L, int idx, const char *name, int dflt);
+
 /* Applies an Application's settings table at idx (limits and timeouts) to
  * the listener; not a table: the server's configuration. */
 void gust_lua_apply_settings(gust_listener_t *l, lua_State *L, int idx);

@@ -27,6 +27,7 @@
 
 #include "core/http_client.h"
 #include "core/mem.h"
+#include "lua_core.h"
 #include "lua_httpclient.h"
 #include "lua_sched.h"
 
@@ -211,20 +212,6 @@ static int bad_target(const char *s, size_t n) {
     return 0;
 }
 
-static double opt_number(lua_State *L, int t, const char *k, double dflt) {
-    lua_getfield(L, t, k);
-    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool(lua_State *L, int t, const char *k, int dflt) {
-    lua_getfield(L, t, k);
-    int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 static int has_field(lua_State *L, int t, const char *k) {
     lua_getfield(L, t, k);
     int v = !lua_isnil(L, -1);
@@ -273,13 +260,13 @@ static int core_http_fetch(lua_State *L) {
     o.host = host;
     o.port = port;
     o.tls = tls != 0;
-    o.connect_timeout = opt_number(L, 1, "connect_timeout", 20);
-    o.request_timeout = opt_number(L, 1, "request_timeout", 20);
+    o.connect_timeout = gust_lua_opt_number(L, 1, "connect_timeout", 20);
+    o.request_timeout = gust_lua_opt_number(L, 1, "request_timeout", 20);
     o.idle_timeout = idle_timeout;
-    o.max_body_size = (size_t)opt_number(L, 1, "max_body_size", 100 * 1024 * 1024);
-    o.max_header_size = (size_t)opt_number(L, 1, "max_header_size", 64 * 1024);
-    o.decompress = opt_bool(L, 1, "decompress_response", 1);
-    o.verify = opt_bool(L, 1, "validate_cert", 1);
+    o.max_body_size = (size_t)gust_lua_opt_number(L, 1, "max_body_size", 100 * 1024 * 1024);
+    o.max_header_size = (size_t)gust_lua_opt_number(L, 1, "max_header_size", 64 * 1024);
+    o.decompress = gust_lua_opt_bool(L, 1, "decompress_response", 1);
+    o.verify = gust_lua_opt_bool(L, 1, "validate_cert", 1);
     o.ca_file = ca;
     o.head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
     o.streaming = has_field(L, 1, "streaming_callback");
@@ -361,15 +348,8 @@ void gust_httpclient_open(lua_State *L, gust_server_t *s) {
                                      {"http_pool_idle", core_http_pool_idle},
                                      {"http_close_idle", core_http_close_idle},
                                      {NULL, NULL}};
-    if (luaL_newmetatable(L, FETCH_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, lf_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, lf_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    static const luaL_Reg meta[] = {{"__gc", lf_gc}, {"__tostring", lf_tostring}, {NULL, NULL}};
+    gust_lua_newclass(L, FETCH_MT, methods, meta);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1); /* into the module table below */

@@ -64,12 +64,10 @@ static void on_request(gust_request_t *r, void *arg) {
     }
     const gust_http_request_t *m = r->msg;
     lua_State *co = gust_sched_thread(s->sched);
-    lua_pushlightuserdata(co, (void *)&dispatch_key);
-    lua_rawget(co, LUA_REGISTRYINDEX);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, lh->dispatch_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, lh->handler_ref);
     lreq_t *h = lua_newuserdata(co, sizeof *h);
-    lua_pushlightuserdata(co, (void *)&request_mt_key);
-    lua_rawget(co, LUA_REGISTRYINDEX);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, lh->request_mt_ref);
     lua_setmetatable(co, -2);
     h->req = r;
     h->server = s;
@@ -452,11 +450,23 @@ static int req_tostring(lua_State *L) {
 
 static void handler_release(void *arg) {
     gust_lua_handler_t *lh = arg;
+    lua_State *L = lh->server->L;
     if (lh->handle)
         lh->handle->l = NULL;
-    if (lh->server->L)
-        luaL_unref(lh->server->L, LUA_REGISTRYINDEX, lh->handler_ref);
+    if (L) {
+        luaL_unref(L, LUA_REGISTRYINDEX, lh->handler_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, lh->request_mt_ref);
+    }
     gust_free(lh);
+}
+
+/* A registry ref of registry[key]: integer keys are an array lookup per
+ * request, light userdata keys a hash lookup. */
+static int ref_of(lua_State *L, const char *key) {
+    lua_pushlightuserdata(L, (void *)key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 gust_lua_handler_t *gust_lua_handler_attach(gust_server_t *s, gust_listener_t *l,
@@ -464,6 +474,8 @@ gust_lua_handler_t *gust_lua_handler_attach(gust_server_t *s, gust_listener_t *l
     gust_lua_handler_t *lh = gust_calloc(1, sizeof *lh);
     lh->server = s;
     lh->handler_ref = handler_ref;
+    lh->dispatch_ref = ref_of(s->L, &dispatch_key);
+    lh->request_mt_ref = ref_of(s->L, &request_mt_key);
     lh->listener = l;
     l->on_release = handler_release;
     l->release_arg = lh;

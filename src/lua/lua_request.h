@@ -22,6 +22,7 @@ struct gust_listener_handle {
 typedef struct gust_lua_handler {
     gust_server_t *server;
     int handler_ref;
+    int dispatch_ref, request_mt_ref; /* what every request starts with */
     gust_listener_t *listener;
     struct gust_listener_handle *handle; /* its Lua handle, or NULL */
 } gust_lua_handler_t;

@@ -21,6 +21,7 @@
 #include <lauxlib.h>
 
 #include "core/shdict.h"
+#include "lua_core.h"
 #include "lua_shdict.h"
 
 #define SHDICT_MT "gust.shared.dict"
@@ -348,14 +349,7 @@ void gust_shdict_open(lua_State *L, gust_server_t *s) {
                                        {NULL, NULL}};
     static const luaL_Reg metamethods[] = {
         {"__gc", dict_gc}, {"__tostring", dict_tostring}, {NULL, NULL}};
-    if (luaL_newmetatable(L, SHDICT_MT)) {
-        luaL_setfuncs(L, metamethods, 0);
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushliteral(L, SHDICT_MT);
-        lua_setfield(L, -2, "__name");
-    }
+    gust_lua_newclass(L, SHDICT_MT, methods, metamethods);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, (void *)&cache_key);
     lua_rawget(L, LUA_REGISTRYINDEX);

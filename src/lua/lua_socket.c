@@ -25,6 +25,7 @@
 #include <lauxlib.h>
 
 #include "core/mem.h"
+#include "lua_core.h"
 #include "lua_sched.h"
 #include "lua_socket.h"
 
@@ -381,15 +382,8 @@ void gust_socket_open(lua_State *L, gust_server_t *s) {
                                      {"update_handler", core_update_handler},
                                      {"remove_handler", core_remove_handler},
                                      {NULL, NULL}};
-    if (luaL_newmetatable(L, SOCKET_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, sock_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, sock_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    static const luaL_Reg meta[] = {{"__gc", sock_close}, {"__tostring", sock_tostring}, {NULL, NULL}};
+    gust_lua_newclass(L, SOCKET_MT, methods, meta);
     lua_pop(L, 1);
     luaL_newmetatable(L, WATCHER_MT);
     lua_pop(L, 1);

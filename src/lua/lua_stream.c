@@ -459,15 +459,8 @@ void gust_stream_open(lua_State *L, gust_server_t *s) {
                                      {"connect", core_connect},
                                      {"listen_stream", core_listen_stream},
                                      {NULL, NULL}};
-    if (luaL_newmetatable(L, STREAM_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, ls_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, ls_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    static const luaL_Reg meta[] = {{"__gc", ls_gc}, {"__tostring", ls_tostring}, {NULL, NULL}};
+    gust_lua_newclass(L, STREAM_MT, methods, meta);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);

@@ -19,6 +19,7 @@
 #include <lauxlib.h>
 
 #include "core/mem.h"
+#include "lua_core.h"
 #include "lua_sched.h"
 #include "lua_timer.h"
 
@@ -288,11 +289,7 @@ void gust_timer_open(lua_State *L, gust_server_t *s) {
     static const luaL_Reg methods[] = {{"cancel", timer_cancel}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"sleep", core_sleep}, {"call_later", core_call_later}, {NULL, NULL}};
-    if (luaL_newmetatable(L, TIMER_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
+    gust_lua_newclass(L, TIMER_MT, methods, NULL);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1); /* into the module table below */

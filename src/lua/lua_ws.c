@@ -45,6 +45,7 @@
 #include "core/stream.h"
 #include "core/tls.h"
 #include "core/ws_frame.h"
+#include "lua_core.h"
 #include "lua_sched.h"
 #include "lua_stream.h"
 #include "lua_ws.h"
@@ -714,23 +715,9 @@ static int ws_tostring(lua_State *L) {
 /* ---- making connections ------------------------------------------------------ */
 
 static double opt_number(lua_State *L, int idx, const char *name, double dflt) {
-    lua_getfield(L, idx, name);
-    double v = dflt;
-    if (!lua_isnil(L, -1)) {
-        if (!lua_isnumber(L, -1))
-            luaL_error(L, "websocket option %s: number expected", name);
-        v = lua_tonumber(L, -1);
-        if (v < 0)
-            luaL_error(L, "websocket option %s: must be >= 0", name);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool(lua_State *L, int idx, const char *name) {
-    lua_getfield(L, idx, name);
-    int v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    double v = gust_lua_opt_number(L, idx, name, dflt);
+    if (v < 0)
+        luaL_error(L, "websocket option %s: must be >= 0", name);
     return v;
 }
 
@@ -751,7 +738,7 @@ static int core_websocket(lua_State *L) {
     }
     luaL_checktype(L, 2, LUA_TTABLE);
     /* Everything that can raise comes before the stream changes hands. */
-    int client = opt_bool(L, 2, "client");
+    int client = gust_lua_opt_bool(L, 2, "client", 0);
     double max_message = opt_number(L, 2, "max_message_size", GUST_WS_DEFAULT_MAX_MESSAGE);
     double max_buffer = opt_number(L, 2, "max_buffer", DEFAULT_MAX_BUFFER);
     double high_mark = opt_number(L, 2, "high_mark", DEFAULT_HIGH_MARK);
@@ -797,8 +784,8 @@ static int core_websocket(lua_State *L) {
     ws->ping_interval = ping_interval;
     ws->ping_timeout = ping_timeout;
     ws->close_timeout = close_timeout > 0 ? close_timeout : DEFAULT_CLOSE_TIMEOUT;
-    ws->deliver_pings = opt_bool(L, 2, "deliver_pings");
-    ws->deliver_pongs = opt_bool(L, 2, "deliver_pongs");
+    ws->deliver_pings = gust_lua_opt_bool(L, 2, "deliver_pings", 0);
+    ws->deliver_pongs = gust_lua_opt_bool(L, 2, "deliver_pongs", 0);
     st->on_read = on_read;
     st->on_drain = on_drain;
     st->on_close = on_close;
@@ -831,8 +818,8 @@ static void deflate_opts(lua_State *L, int idx, gust_ws_deflate_opts_t *o) {
     o->level = -1;
     if (lua_type(L, idx) != LUA_TTABLE)
         return;
-    o->server_no_context_takeover = opt_bool(L, idx, "server_no_context_takeover");
-    o->client_no_context_takeover = opt_bool(L, idx, "client_no_context_takeover");
+    o->server_no_context_takeover = gust_lua_opt_bool(L, idx, "server_no_context_takeover", 0);
+    o->client_no_context_takeover = gust_lua_opt_bool(L, idx, "client_no_context_takeover", 0);
     o->server_max_window_bits = (int)opt_number(L, idx, "server_max_window_bits", 0);
     o->client_max_window_bits = (int)opt_number(L, idx, "client_max_window_bits", 0);
 }
@@ -908,7 +895,7 @@ static int core_ws_connect(lua_State *L) {
     const char *ca = NULL;
     if (lua_type(L, 3) == LUA_TTABLE) {
         timeout = opt_number(L, 3, "timeout", 20);
-        tls = opt_bool(L, 3, "tls");
+        tls = gust_lua_opt_bool(L, 3, "tls", 0);
         lua_getfield(L, 3, "validate_cert");
         verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -992,15 +979,8 @@ void gust_ws_open(lua_State *L, gust_server_t *s) {
                                      {"ws_connect", core_ws_connect},
                                      {"ws_going_away", core_ws_going_away},
                                      {NULL, NULL}};
-    if (luaL_newmetatable(L, WS_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, ws_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, ws_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    static const luaL_Reg meta[] = {{"__gc", ws_gc}, {"__tostring", ws_tostring}, {NULL, NULL}};
+    gust_lua_newclass(L, WS_MT, methods, meta);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
