@@ -66,6 +66,10 @@ typedef struct gust_config {
     int block_warn_ms;         /* log Lua that holds the loop longer; 200 */
     const char *tls_cert;      /* PEM certificate chain: serve HTTPS; NULL: HTTP */
     const char *tls_key;       /* PEM private key for tls_cert */
+    double block_kill;         /* seconds a worker's loop may be held before its
+                                  master replaces it; 30; < 0: never */
+    size_t max_lua_memory;     /* bytes the Lua heap may keep after a full
+                                  collection before the worker is replaced; 0: off */
 } gust_config_t;
 
 /** gust_config_t.port value asking the kernel for a free port. */

@@ -31,6 +31,7 @@ void gust_config_init(gust_config_t *cfg) {
     cfg->header_timeout = 10;
     cfg->drain_timeout = 10;
     cfg->block_warn_ms = 200;
+    cfg->block_kill = 30;
 }
 
 double gust_now(void) {
@@ -262,6 +263,8 @@ static void copy_config(gust_core_t *c, const gust_config_t *cfg) {
         TAKE(block_warn_ms);
         TAKE(tls_cert);
         TAKE(tls_key);
+        TAKE(block_kill);
+        TAKE(max_lua_memory);
 #undef TAKE
     }
     c->cfg.bind = c->bind = gust_strdup(c->cfg.bind);

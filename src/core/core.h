@@ -52,9 +52,14 @@ typedef struct gust_drain_hook {
 
 typedef struct gust_prefix gust_prefix_t;
 
+/* The exit status of a worker that stopped to be replaced (out of memory):
+ * its master starts another at once. */
+#define GUST_EXIT_REPLACE 3
+
 struct gust_core {
     struct event_base *base;
     unsigned own_base : 1, stopping : 1, going_away_sent : 1;
+    int exit_status; /* what the process should exit with once stopped */
 
     gust_config_t cfg; /* strings below are the core's own copies */
     char *bind, *log_level_name, *access_log_path, *lua_dir, *metrics_path;

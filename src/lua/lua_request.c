@@ -436,6 +436,8 @@ static int req_fail(lua_State *L) {
              err ? err : "(error object is not a string)");
     if (h->req)
         gust_request_fail(h->req);
+    if (err && strstr(err, "not enough memory"))
+        gust_sched_out_of_memory(h->server);
     return 0;
 }
 

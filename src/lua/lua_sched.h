@@ -46,6 +46,14 @@ void gust_sched_release(gust_sched_t *sc, lua_State *co, int rc);
 void gust_sched_set_running(gust_sched_t *sc, const char *method, const char *uri,
                             size_t len);
 
+/* Starts (on) or stops the watchdog's sampling of this server's Lua state
+ * (--block-warn; one state per process can be sampled). */
+void gust_sched_watch(gust_server_t *s, int on);
+
+/* Lua ran out of memory: log, count, and stop this worker gracefully with
+ * GUST_EXIT_REPLACE so that its master starts another. */
+void gust_sched_out_of_memory(gust_server_t *s);
+
 /* The core's defer hook: runs what was queued. */
 int gust_sched_run_queue(void *sched);
 

@@ -38,14 +38,29 @@ static const char thread_key = 'T'; /* registry[&thread_key] = s->L */
 
 #define SAMPLE_SECONDS 1
 
+static uint64_t lua_heap(lua_State *L) {
+    return (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (uint64_t)lua_gc(L, LUA_GCCOUNTB, 0);
+}
+
 /* Once a second: the size of the Lua heap, into this worker's metrics slot
  * (the core samples the loop's lag beside it). */
 static void on_sample(evutil_socket_t fd, short what, void *arg) {
     gust_server_t *s = arg;
     gust_core_t *c = s->core;
     if (s->main_L) {
-        uint64_t bytes = (uint64_t)lua_gc(s->main_L, LUA_GCCOUNT, 0) * 1024 +
-                         (uint64_t)lua_gc(s->main_L, LUA_GCCOUNTB, 0);
+        uint64_t bytes = lua_heap(s->main_L);
+        size_t max = c->cfg.max_lua_memory;
+        if (max && bytes > max && !c->stopping) {
+            /* Garbage does not count: only what a full collection keeps. */
+            lua_gc(s->main_L, LUA_GCCOLLECT, 0);
+            bytes = lua_heap(s->main_L);
+            if (bytes > max) {
+                gust_log(&c->log, GUST_LOG_ERROR,
+                         "the Lua heap keeps %llu bytes, above --max-lua-memory %zu",
+                         (unsigned long long)bytes, max);
+                gust_sched_out_of_memory(s);
+            }
+        }
         __atomic_store_n(&c->metrics->slot[c->metrics_slot].lua_bytes, bytes, __ATOMIC_RELAXED);
     }
     struct timeval tv = {SAMPLE_SECONDS, 0};
@@ -316,6 +331,8 @@ int gust_run(gust_server_t *s) {
         evtimer_assign(&s->sample_ev, s->core->base, on_sample, s);
         on_sample(-1, 0, s);
     }
+    if (s->own_lua)
+        gust_sched_watch(s, 1);
     return gust_core_run(s->core);
 }
 

@@ -454,7 +454,7 @@ int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
         goto done;
     close(ready_fd);
     ready_fd = -1;
-    rc = gust_run(s) == 0 ? 0 : 1;
+    rc = gust_run(s) == 0 ? s->core->exit_status : 1;
 done:
     if (ready_fd >= 0)
         close(ready_fd);
