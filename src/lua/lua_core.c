@@ -74,7 +74,8 @@ static int core_wake(lua_State *L) {
 }
 
 /* core.run() -- runs the loop until core.stop(). Under the gust executable
- * the loop starts once the app has loaded, so this returns at once there. */
+ * the loop starts once the app has loaded, so this returns at once there.
+ * [-0, +0, e] */
 static int core_run(lua_State *L) {
     gust_server_t *s = upserver(L);
     if (s->loading || s->own_lua)
@@ -221,7 +222,8 @@ static gust_listener_t *check_listener(lua_State *L) {
     return h->l;
 }
 
-/* listener:port() -> number | nil when closed or a Unix socket */
+/* listener:port() -> number | nil when closed or a Unix socket
+ * [-1, +1, e] */
 static int listener_port(lua_State *L) {
     gust_listener_t *l = check_listener(L);
     if (!l || l->port < 0)
@@ -231,7 +233,8 @@ static int listener_port(lua_State *L) {
     return 1;
 }
 
-/* listener:close() -- stops accepting; open connections carry on */
+/* listener:close() -- stops accepting; open connections carry on
+ * [-1, +0, e] */
 static int listener_close(lua_State *L) {
     gust_listener_t *l = check_listener(L);
     if (l)
@@ -239,6 +242,7 @@ static int listener_close(lua_State *L) {
     return 0;
 }
 
+/* listener __gc -- the listener outlives its handle  [-1, +0, e] */
 static int listener_gc(lua_State *L) {
     struct gust_listener_handle *h = luaL_checkudata(L, 1, LISTENER_MT);
     if (h->l) /* the listener goes on without its handle */
@@ -246,13 +250,15 @@ static int listener_gc(lua_State *L) {
     return 0;
 }
 
-/* core.pid() -> this process's pid (a worker's, under the gust command) */
+/* core.pid() -> this process's pid (a worker's, under the gust command)
+ * [-0, +1, -] */
 static int core_pid(lua_State *L) {
     lua_pushinteger(L, getpid());
     return 1;
 }
 
-/* core.metrics() -> the Prometheus text of this server (all its workers) */
+/* core.metrics() -> the Prometheus text of this server (all its workers)
+ * [-0, +1, m] */
 static int core_metrics(lua_State *L) {
     size_t len;
     char *text = gust_metrics_render(upserver(L)->core->metrics, &len);
@@ -262,7 +268,7 @@ static int core_metrics(lua_State *L) {
 }
 
 /* core.config() -> {bind=, port=} as given on the command line (port 0:
- * any free port), for scripts that open their own listeners. */
+ * any free port), for scripts that open their own listeners.  [-0, +1, m] */
 static int core_config(lua_State *L) {
     gust_server_t *s = upserver(L);
     lua_createtable(L, 0, 2);
@@ -273,6 +279,8 @@ static int core_config(lua_State *L) {
     return 1;
 }
 
+/* require "gust.core" -> the module table; the module name it is called
+ * with goes unused  [-1, +1, e] */
 GUST_API int luaopen_gust_core(lua_State *L) {
     gust_server_t *s = gust_server_for_lua(L);
     static const luaL_Reg listener_methods[] = {

@@ -38,8 +38,9 @@ static int digest(lua_State *L, const EVP_MD *md) {
     return 1;
 }
 
-/* core.sha1(s) -> 20 raw bytes; core.sha256(s) -> 32  [-1, +1, e] */
+/* core.sha1(s) -> 20 raw bytes  [-1, +1, e] */
 static int c_sha1(lua_State *L) { return digest(L, EVP_sha1()); }
+/* core.sha256(s) -> 32 raw bytes  [-1, +1, e] */
 static int c_sha256(lua_State *L) { return digest(L, EVP_sha256()); }
 
 /* core.hex(s) -> lower-case hex  [-1, +1, e] */

@@ -163,6 +163,7 @@ static int lf_close(lua_State *L) {
     return 0;
 }
 
+/* h __gc -- frees the exchange if it is still going  [-1, +0, e] */
 static int lf_gc(lua_State *L) {
     lfetch_t *lf = check_fetch(L);
     gust_http_fetch_free(lf->f);
@@ -170,6 +171,7 @@ static int lf_gc(lua_State *L) {
     return 0;
 }
 
+/* h __tostring -> "gust.httpfetch (host:port)" | "... (ended)"  [-1, +1, e] */
 static int lf_tostring(lua_State *L) {
     lfetch_t *lf = check_fetch(L);
     if (lf->f)

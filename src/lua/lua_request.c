@@ -47,6 +47,8 @@ static gust_request_t *check_req(lua_State *L) {
     return h->req;
 }
 
+/* Not a binding: the tail of the ones below once the request is over.
+ * Pushes nil, "closed"  [-0, +2, m] */
 static int closed(lua_State *L) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");

@@ -71,7 +71,8 @@ void gust_sched_set_running(gust_sched_t *sc, const char *method, const char *ur
 }
 
 /* Message handler for lua_pcall: the message plus a traceback. Error
- * objects with __tostring (HTTPError) are rendered through it. */
+ * objects with __tostring (HTTPError) are rendered through it (which may
+ * raise)  [-1, +1, e] */
 int gust_traceback(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (!msg) {

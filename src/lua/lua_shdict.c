@@ -280,6 +280,8 @@ static int dict_name(lua_State *L) {
     return 1;
 }
 
+/* dict __tostring -> "gust.shared.dict: name (bytes)" | "...: closed"
+ * [-1, +1, e] */
 static int dict_tostring(lua_State *L) {
     shdict_handle_t *h = luaL_checkudata(L, 1, SHDICT_MT);
     if (h->d)
@@ -290,6 +292,7 @@ static int dict_tostring(lua_State *L) {
     return 1;
 }
 
+/* dict __gc -- unmaps this process's view of the segment  [-1, +0, e] */
 static int dict_gc(lua_State *L) {
     shdict_handle_t *h = luaL_checkudata(L, 1, SHDICT_MT);
     gust_shdict_free(h->d);

@@ -122,13 +122,13 @@ static int core_bind_socket(lua_State *L) {
     return 1;
 }
 
-/* sock:fileno() -> fd | -1 */
+/* sock:fileno() -> fd | -1  [-1, +1, e] */
 static int sock_fileno(lua_State *L) {
     lua_pushinteger(L, check_socket(L)->fd);
     return 1;
 }
 
-/* sock:setblocking(flag) */
+/* sock:setblocking(flag)  [-(1..2), +0, e] */
 static int sock_setblocking(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     sk->blocking = lua_toboolean(L, 2);
@@ -137,7 +137,8 @@ static int sock_setblocking(lua_State *L) {
     return 0;
 }
 
-/* sock:accept() -> conn, {ip, port} | nil, "EAGAIN" | nil, err */
+/* sock:accept() -> conn, {ip, port} | nil, "EAGAIN" | nil, err
+ * [-1, +2, e] */
 static int sock_accept(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     if (sk->fd < 0)
@@ -156,7 +157,8 @@ static int sock_accept(lua_State *L) {
     return 2;
 }
 
-/* sock:recv(n) -> 1..n bytes | nil, "EAGAIN" | nil, "closed" | nil, err */
+/* sock:recv(n) -> 1..n bytes | nil, "EAGAIN" | nil, "closed" | nil, err
+ * [-2, +1|2, e] */
 static int sock_recv(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     int n = luaL_checkint(L, 2);
@@ -181,7 +183,7 @@ static int sock_recv(lua_State *L) {
     return 1;
 }
 
-/* sock:send(s) -> bytes sent | nil, "EAGAIN" | nil, err */
+/* sock:send(s) -> bytes sent | nil, "EAGAIN" | nil, err  [-2, +1|2, e] */
 static int sock_send(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     size_t len;
@@ -198,7 +200,7 @@ static int sock_send(lua_State *L) {
     return 1;
 }
 
-/* sock:getsockname() -> {ip, port} */
+/* sock:getsockname() -> {ip, port} | nil, err  [-1, +1|2, e] */
 static int sock_getsockname(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     struct sockaddr_storage ss;
@@ -209,6 +211,7 @@ static int sock_getsockname(lua_State *L) {
     return 1;
 }
 
+/* sock:close(), also its __gc -- closes the fd once  [-1, +0, e] */
 static int sock_close(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     if (sk->fd >= 0)
@@ -217,6 +220,7 @@ static int sock_close(lua_State *L) {
     return 0;
 }
 
+/* sock __tostring -> "gust.socket (fd N)"  [-1, +1, e] */
 static int sock_tostring(lua_State *L) {
     lua_pushfstring(L, "gust.socket (fd %d)", check_socket(L)->fd);
     return 1;

@@ -243,7 +243,8 @@ static int start_read(lua_State *L, lstream_t *ls) {
     return lua_yield(L, 0);
 }
 
-/* stream:read_until(delim, max_bytes?) -> data ending with delim | nil, err */
+/* stream:read_until(delim, max_bytes?) -> data ending with delim | nil, err
+ * (yields until then)  [-(2..3), +1|2, e] */
 static int ls_read_until(lua_State *L) {
     lstream_t *ls = check_stream(L);
     size_t dlen;
@@ -258,7 +259,8 @@ static int ls_read_until(lua_State *L) {
     return start_read(L, ls);
 }
 
-/* stream:read_bytes(n, partial?) -> data | nil, err */
+/* stream:read_bytes(n, partial?) -> data | nil, err (yields until then)
+ * [-(2..3), +1|2, e] */
 static int ls_read_bytes(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_Number n = luaL_checknumber(L, 2);
@@ -269,14 +271,16 @@ static int ls_read_bytes(lua_State *L) {
     return start_read(L, ls);
 }
 
-/* stream:read_until_close() -> everything until EOF */
+/* stream:read_until_close() -> everything until EOF | nil, err (yields
+ * until then)  [-1, +1|2, e] */
 static int ls_read_until_close(lua_State *L) {
     lstream_t *ls = check_stream(L);
     ls->kind = READ_CLOSE;
     return start_read(L, ls);
 }
 
-/* stream:write(data) -> true | nil, err; yields above the high-water mark */
+/* stream:write(data) -> true | nil, err; yields above the high-water mark
+ * [-2, +1|2, e] */
 static int ls_write(lua_State *L) {
     lstream_t *ls = check_stream(L);
     size_t len;
@@ -299,6 +303,7 @@ static int ls_write(lua_State *L) {
     return 1;
 }
 
+/* stream:close() -- closes the connection; a no-op once closed  [-1, +0, e] */
 static int ls_close(lua_State *L) {
     lstream_t *ls = check_stream(L);
     if (ls->st)
@@ -306,12 +311,14 @@ static int ls_close(lua_State *L) {
     return 0;
 }
 
+/* stream:closed() -> true once closed  [-1, +1, e] */
 static int ls_closed(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_pushboolean(L, !ls->st || ls->st->closed);
     return 1;
 }
 
+/* stream:fileno() -> fd | -1  [-1, +1, e] */
 static int ls_fileno(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_pushinteger(L, ls->st ? ls->st->fd : -1);
@@ -319,7 +326,8 @@ static int ls_fileno(lua_State *L) {
 }
 
 /* stream:set_close_callback(fn|nil): fn() runs once the stream closes; the
- * stream watches the socket meanwhile, so a peer's close is noticed. */
+ * stream watches the socket meanwhile, so a peer's close is noticed.
+ * [-(1..2), +0, e] */
 static int ls_set_close_callback(lua_State *L) {
     lstream_t *ls = check_stream(L);
     luaL_unref(L, LUA_REGISTRYINDEX, ls->close_ref);
@@ -335,7 +343,7 @@ static int ls_set_close_callback(lua_State *L) {
     return 0;
 }
 
-/* stream:set_max_buffer_size(n) */
+/* stream:set_max_buffer_size(n)  [-2, +0, e] */
 static int ls_set_max_buffer_size(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_Number n = luaL_checknumber(L, 2);
@@ -345,6 +353,7 @@ static int ls_set_max_buffer_size(lua_State *L) {
     return 0;
 }
 
+/* stream __gc -- frees the stream (closing its socket)  [-1, +0, e] */
 static int ls_gc(lua_State *L) {
     lstream_t *ls = check_stream(L);
     if (ls->st) {
@@ -357,13 +366,14 @@ static int ls_gc(lua_State *L) {
     return 0;
 }
 
+/* stream __tostring -> "gust.stream (fd N)"  [-1, +1, e] */
 static int ls_tostring(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_pushfstring(L, "gust.stream (fd %d)", ls->st ? ls->st->fd : -1);
     return 1;
 }
 
-/* core.stream(fd | socket) -> stream: adopts the descriptor */
+/* core.stream(fd | socket) -> stream: adopts the descriptor  [-1, +1, e] */
 static int core_stream(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
     int fd = gust_socket_take(L, 1);
@@ -402,7 +412,8 @@ static void on_connect_done(gust_stream_t *st, const char *err, void *arg) {
     gust_free(pc);
 }
 
-/* core.connect(host, port, timeout?) -> stream | nil, err (yields) */
+/* core.connect(host, port, timeout?) -> stream | nil, err (yields)
+ * [-(2..3), +1|2, e] */
 static int core_connect(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
     const char *host = luaL_checkstring(L, 1);
@@ -437,7 +448,8 @@ void gust_lua_stream_accept(gust_listener_t *l, int fd, const struct sockaddr *s
 }
 
 /* core.listen_stream(fn, port, address?) -> listener | nil, err:
- * fn(stream, {ip, port}) runs in a task per accepted connection */
+ * fn(stream, {ip, port}) runs in a task per accepted connection
+ * [-(2..3), +1|2, e] */
 static int core_listen_stream(lua_State *L) {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     return gust_listen_lua(L, lua_touserdata(L, lua_upvalueindex(1)), 1);

@@ -535,6 +535,8 @@ static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
 
 #define check_ws(L) ((lws_t *)luaL_checkudata(L, 1, WS_MT))
 
+/* Not a binding: the tail of the methods below once the connection is
+ * closed. Pushes nil, "closed"  [-0, +2, m] */
 static int closed_result(lua_State *L) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
@@ -693,6 +695,8 @@ static int ws_compressed(lua_State *L) {
     return 1;
 }
 
+/* ws __gc -- releases the stream (closing it if still open) and the
+ * queued messages  [-1, +0, e] */
 static int ws_gc(lua_State *L) {
     lws_t *ws = check_ws(L);
     release_stream(ws); /* closes it if it is still open */
@@ -705,6 +709,8 @@ static int ws_gc(lua_State *L) {
     return 0;
 }
 
+/* ws __tostring -> "gust.websocket (client|server, open|closing|closed)"
+ * [-1, +1, e] */
 static int ws_tostring(lua_State *L) {
     lws_t *ws = check_ws(L);
     lua_pushfstring(L, "gust.websocket (%s, %s)", ws->client ? "client" : "server",

@@ -172,7 +172,7 @@ gust_server_t *gust_server_new(const gust_config_t *cfg, struct event_base *base
 }
 
 /* The __gc of the sentinel that `require "gust.core"` leaves in a state it
- * does not own: the server goes when the state does. */
+ * does not own: the server goes when the state does.  [-1, +0, -] */
 static int sentinel_gc(lua_State *L) {
     gust_server_t **sp = lua_touserdata(L, 1);
     if (*sp)
