@@ -492,13 +492,17 @@ int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest, struct ssl_st **ssl)
     return fd;
 }
 
-/* Closes an idle connection now, and asks a busy one to close after its
- * response (graceful stop). */
+/* A graceful stop. Closing an idle keep-alive connection at once races
+ * with a client that is sending its next request right then (it would see
+ * a reset), so an idle one gets a short grace: a request that arrives is
+ * answered with Connection: close (the core is stopping), and one still
+ * idle after it is closed. A busy connection closes after its response. */
 void gust_conn_drain(gust_conn_t *c) {
-    if (c->state == CONN_IDLE && evbuffer_get_length(c->out) == 0)
-        gust_conn_close(c);
-    else
-        c->close_after = 1;
+    static const struct timeval grace = {GUST_DRAIN_IDLE_GRACE_MS / 1000,
+                                         GUST_DRAIN_IDLE_GRACE_MS % 1000 * 1000};
+    if (c->state == CONN_IDLE && evbuffer_get_length(c->out) == 0 &&
+        evbuffer_get_length(c->in) == 0)
+        set_timer(c, &grace);
 }
 
 /* SSL_read until OpenSSL needs the socket again: -1 with errno EAGAIN when

@@ -22,6 +22,10 @@
 
 enum { CONN_IDLE, CONN_READING, CONN_HANDLING, CONN_LINGER, CONN_CLOSED };
 
+/* How long a graceful stop leaves an idle keep-alive connection open for a
+ * request its client may already be sending. */
+#define GUST_DRAIN_IDLE_GRACE_MS 1000
+
 struct gust_conn {
     gust_core_t *core;
     gust_listener_t *listener;
@@ -60,7 +64,9 @@ size_t gust_conn_pending_output(const gust_conn_t *c);
 void gust_conn_nodelay(gust_conn_t *c);
 /* Hands the socket to someone else; see gust_request_detach(). */
 int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest, struct ssl_st **ssl);
-/* Closes an idle connection now; a busy one after its response. */
+/* A graceful stop: an idle connection closes after a short grace unless a
+ * request arrives (answered with Connection: close); a busy one after its
+ * response. */
 void gust_conn_drain(gust_conn_t *c);
 void gust_conn_process_pending(gust_core_t *core);
 

@@ -152,7 +152,11 @@ void gust_core_attach_metrics(gust_core_t *c, gust_metrics_t *m, int slot) {
     c->metrics = m;
     c->own_metrics = 0;
     c->metrics_slot = slot;
-    __atomic_store_n(&m->slot[slot].pid, (int32_t)getpid(), __ATOMIC_RELAXED);
+    gust_metrics_slot_t *sl = &m->slot[slot];
+    sl->busy_since_us = 0; /* a slot is reused after a worker dies */
+    sl->warned = 0;
+    sl->what[0] = sl->trace[0] = 0;
+    __atomic_store_n(&sl->pid, (int32_t)getpid(), __ATOMIC_RELAXED);
 }
 
 /* ---- graceful stop --------------------------------------------------- */

@@ -48,7 +48,7 @@ typedef struct gust_drain_hook {
 
 /* The drain timeout's last act: WebSockets got a close frame and have this
  * long to answer it (the same bound as a WebSocket's close_timeout). */
-#define GUST_CLOSE_TIMEOUT 5.0
+#define GUST_CLOSE_TIMEOUT 3.0
 
 typedef struct gust_prefix gust_prefix_t;
 
