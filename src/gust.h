@@ -149,7 +149,9 @@ GUST_API int gust_port(gust_server_t *s);
 
 /**
  * Runs the loop until gust_stop() has drained the server or nothing is left
- * to wait for.
+ * to wait for. A server that made its own loop (base NULL) also stops
+ * gracefully on SIGTERM and SIGINT, and at once on a second one, as the
+ * gust command does; with the host's loop, signals are the host's.
  * @return 0 after a clean stop, -1 on a loop failure
  */
 GUST_API int gust_run(gust_server_t *s);

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 #include <lauxlib.h>
 
 #include "gust.h"
@@ -66,10 +65,6 @@ static void c_hello(gust_request_t *req, void *arg) {
     gust_request_respond(req, 200, headers, body, sizeof body - 1);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg) {
-    gust_stop(arg); /* graceful; a second signal stops at once */
-}
-
 int main(int argc, char **argv) {
     gust_config_t cfg;
     gust_config_init(&cfg);
@@ -85,18 +80,15 @@ int main(int argc, char **argv) {
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    struct event_base *base = event_base_new();
-    gust_server_t *s = base ? gust_server_new(&cfg, base) : NULL;
+    /* No event base of ours: the server makes its own loop, and with it
+     * stops gracefully on SIGTERM/SIGINT as the gust command does. */
+    gust_server_t *s = gust_server_new(&cfg, NULL);
     if (!s) {
         fprintf(stderr, "gust-embed: cannot create the server\n");
         return 1;
     }
     char err[GUST_ERR_LEN * 4];
     int rc = 1;
-    struct event *term = evsignal_new(base, SIGTERM, on_signal, s);
-    struct event *intr = evsignal_new(base, SIGINT, on_signal, s);
-    event_add(term, NULL);
-    event_add(intr, NULL);
     if (gust_preload(s, "host", luaopen_host) != 0 ||
         gust_handle(s, "/c/hello", c_hello, NULL) != 0 ||
         gust_load_app(s, app, err, sizeof err) != 0) {
@@ -110,8 +102,5 @@ int main(int argc, char **argv) {
     rc = gust_run(s) == 0 ? 0 : 1;
 done:
     gust_server_free(s);
-    event_free(term);
-    event_free(intr);
-    event_base_free(base);
     return rc;
 }

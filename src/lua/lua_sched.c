@@ -275,6 +275,8 @@ void gust_sched_start(gust_server_t *s, lua_State *L, int nargs) {
 
 /* Runs what was queued before this call; what those runs queue waits for
  * the next loop iteration, so a busy task cannot starve I/O. */
+size_t gust_sched_pending(const gust_sched_t *sc) { return sc->runq_len; }
+
 int gust_sched_run_queue(void *arg) {
     gust_sched_t *sc = arg;
     gust_server_t *s = sc->server;

@@ -54,6 +54,9 @@ void gust_sched_watch(gust_server_t *s, int on);
  * GUST_EXIT_REPLACE so that its master starts another. */
 void gust_sched_out_of_memory(gust_server_t *s);
 
+/* Coroutines queued to run. */
+size_t gust_sched_pending(const gust_sched_t *sc);
+
 /* The core's defer hook: runs what was queued. */
 int gust_sched_run_queue(void *sched);
 

@@ -208,6 +208,8 @@ gust_timers_t *gust_timers_new(gust_server_t *s) {
     return t;
 }
 
+size_t gust_timers_pending(const gust_timers_t *t) { return t->len - t->cancelled; }
+
 void gust_timers_free(gust_timers_t *t) {
     if (!t)
         return;

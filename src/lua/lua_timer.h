@@ -12,6 +12,8 @@
 gust_timers_t *gust_timers_new(gust_server_t *s);
 /* Pending timers forget the server (their __gc then leaves the loop alone). */
 void gust_timers_free(gust_timers_t *t);
+/* Timers waiting to fire. */
+size_t gust_timers_pending(const gust_timers_t *t);
 void gust_timer_open(lua_State *L, gust_server_t *s);
 
 #endif

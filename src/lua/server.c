@@ -10,6 +10,7 @@
  */
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -244,6 +245,21 @@ int gust_preload(gust_server_t *s, const char *name, lua_CFunction open) {
     return 0;
 }
 
+static int is_callable(lua_State *L, int idx) {
+    if (lua_isfunction(L, idx))
+        return 1;
+    if (!luaL_getmetafield(L, idx, "__call"))
+        return 0;
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* Whether a script that returned nothing set up something to run. */
+static int has_work(gust_server_t *s) {
+    return s->core->listeners || s->core->streams || s->watchers ||
+           gust_timers_pending(s->timers) || gust_sched_pending(s->sched);
+}
+
 int gust_load_app(gust_server_t *s, const char *path, char *err, size_t errlen) {
     lua_State *L = s->L;
     int top = lua_gettop(L);
@@ -265,7 +281,17 @@ int gust_load_app(gust_server_t *s, const char *path, char *err, size_t errlen) 
         lua_settop(L, top);
         return -1;
     }
-    if (!lua_isnil(L, -1)) {
+    /* What a script may return: an Application (a callable table), a bare
+     * handler function, or nothing when it runs listeners or tasks of its
+     * own. Anything else is a mistake to name now, not a hang later. */
+    int t = lua_type(L, -1);
+    if (t == LUA_TNIL ? !has_work(s) : !is_callable(L, -1)) {
+        snprintf(err, errlen, "%s must return a web.Application (got %s)", path,
+                 lua_typename(L, t));
+        lua_settop(L, top);
+        return -1;
+    }
+    if (t != LUA_TNIL) {
         if (s->app_ref != LUA_NOREF)
             luaL_unref(L, LUA_REGISTRYINDEX, s->app_ref);
         s->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -326,6 +352,8 @@ int gust_port(gust_server_t *s) {
     return -1;
 }
 
+static void on_signal(evutil_socket_t sig, short what, void *arg) { gust_stop(arg); }
+
 int gust_run(gust_server_t *s) {
     if (!event_initialized(&s->sample_ev)) {
         evtimer_assign(&s->sample_ev, s->core->base, on_sample, s);
@@ -333,7 +361,20 @@ int gust_run(gust_server_t *s) {
     }
     if (s->own_lua)
         gust_sched_watch(s, 1);
-    return gust_core_run(s->core);
+    if (!s->core->own_base)
+        return gust_core_run(s->core); /* the host's loop: its signals too */
+    /* Our own loop: SIGTERM and SIGINT stop gracefully, a second at once,
+     * as the gust command does. */
+    struct event *sigs[2];
+    static const int signums[2] = {SIGTERM, SIGINT};
+    for (int i = 0; i < 2; i++) {
+        sigs[i] = evsignal_new(s->core->base, signums[i], on_signal, s);
+        event_add(sigs[i], NULL);
+    }
+    int rc = gust_core_run(s->core);
+    for (int i = 0; i < 2; i++)
+        event_free(sigs[i]);
+    return rc;
 }
 
 void gust_stop(gust_server_t *s) { gust_core_stop(s->core); }

@@ -3,6 +3,7 @@
  * the loop until a signal stops it. Everything else goes through the public
  * embedding API (gust.h), exactly as a C embedder would use it.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <sys/resource.h>
 #include <signal.h>
@@ -170,6 +171,7 @@ int main(int argc, char **argv) {
         }
     }
     if (optind != argc - 1) {
+        fprintf(stderr, optind == argc ? "gust: missing APP.lua\n" : "gust: one APP.lua only\n");
         usage(stderr);
         return 2;
     }
@@ -178,6 +180,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *app = argv[optind];
+    if (access(app, R_OK) != 0) {
+        fprintf(stderr, "gust: cannot open %s: %s\n", app, strerror(errno));
+        return 1;
+    }
     if (*unix_addr)
         cfg.bind = unix_addr;
     if (workers == 0) {

@@ -226,8 +226,10 @@ static void on_child(evutil_socket_t sig, short what, void *arg) {
         if (m->stopping || w.state == W_DRAINING)
             continue;
         if (w.state == W_STARTING && !m->started) {
-            /* The app does not load: nothing to serve. */
-            fprintf(stderr, "gust: worker %d failed to start (%s)\n", (int)pid, why);
+            /* The app does not load: nothing to serve. A worker that exits
+             * 1 said why already; anything else is news. */
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
+                fprintf(stderr, "gust: worker %d failed to start (%s)\n", (int)pid, why);
             m->failed = 1;
             m->stopping = 1;
             signal_gen(m, -1, SIGKILL);

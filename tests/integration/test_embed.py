@@ -93,13 +93,15 @@ class EmbedTest(unittest.TestCase):
             self.assertTrue(os.path.exists(os.path.join(prefix, "include", "gust.h")))
             self.assertTrue(os.path.exists(os.path.join(prefix, "bin", "gust")))
             env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(prefix, "lib", "pkgconfig"))
-            flags = subprocess.run(["pkg-config", "--cflags", "--libs", "gust", "libevent_core"],
+            # `pkg-config gust` alone is enough to build and to run (DESIGN §5).
+            flags = subprocess.run(["pkg-config", "--cflags", "--libs", "gust"],
                                    check=True, capture_output=True, text=True, env=env).stdout.split()
             os.makedirs(os.path.join(prefix, "bin"), exist_ok=True)
             exe = os.path.join(prefix, "bin", "embed-from-pc")
             subprocess.run(["cc", "-o", exe, os.path.join(ROOT, "apps", "embed", "main.c"), *flags],
                            check=True, capture_output=True, timeout=60)
-            run_env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(prefix, "lib"))
+            run_env = dict(os.environ)
+            run_env.pop("LD_LIBRARY_PATH", None)
             # The installed framework is found next to the program (../share/gust/lua).
             run_env.pop("GUST_LUA_DIR", None)
             proc, port = serve([exe, "--port", "0", APP], env=run_env)
