@@ -129,8 +129,10 @@ void gust_conn_close(gust_conn_t *c) {
         c->next->prev = c->prev;
     s->nconns--;
     gust_metrics_add(&s->metrics->connections_open, -1);
-    /* Tell the handler its client left before the request goes. */
+    /* Tell the handler its client left before the request goes; the log
+     * says so as nginx does (499), or keeps the status a cut response had. */
     if (in_flight) {
+        gust_conn_log_access(c, c->req.started ? c->req.resp_status : 499, 0);
         gust_request_client_left(&c->req);
         gust_request_over(&c->req);
     }
@@ -610,18 +612,23 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     gust_conn_close(c);
 }
 
-/* Accounts for a response: metrics always, the access log when on. */
-void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes) {
-    double seconds = c->t_start ? gust_now() - c->t_start : 0;
-    gust_metrics_request(c->core->metrics, status, seconds);
-    FILE *f = c->core->log.access;
-    if (!f)
-        return;
+void gust_conn_access(const gust_conn_t *c, gust_access_t *a) {
     const gust_http_request_t *r = &c->msg;
-    double ms = seconds * 1000;
-    fprintf(f, "%s \"%s %.*s HTTP/1.%d\" %d %zu %.2fms\n", c->remote_ip,
-            r->headers_done ? llhttp_method_name(r->method) : "-",
-            r->headers_done ? (int)r->url_len : 1, r->headers_done ? r->arena : "-",
-            r->http_minor, status, bytes, ms);
-    fflush(f);
+    memset(a, 0, sizeof *a);
+    a->ip = c->remote_ip;
+    a->t_start = c->t_start;
+    a->http_minor = r->http_minor;
+    if (!r->headers_done)
+        return; /* a request rejected before its head was whole */
+    a->method = llhttp_method_name((llhttp_method_t)r->method);
+    a->uri = r->arena;
+    a->uri_len = r->url_len;
+    a->referer = gust_http_request_header(r, "referer", &a->referer_len);
+    a->agent = gust_http_request_header(r, "user-agent", &a->agent_len);
+}
+
+void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes) {
+    gust_access_t a;
+    gust_conn_access(c, &a);
+    gust_core_log_access(c->core, &a, status, bytes);
 }

@@ -73,7 +73,9 @@ void gust_conn_process_pending(gust_core_t *core);
 /* Writes a whole response the core makes itself (error pages, metrics). */
 void gust_conn_write_simple(gust_conn_t *c, int status, const char *ctype, const char *body,
                             size_t blen, int keep_alive);
-/* Metrics always, the access log when on. */
+/* The access log's view of the request in flight (borrowed strings). */
+void gust_conn_access(const gust_conn_t *c, gust_access_t *a);
+/* Metrics always, the access log when on (gust_core_log_access). */
 void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes);
 /* Tornado's error page for `status`, into body; returns its length. */
 size_t gust_error_page(int status, char *body, size_t size);

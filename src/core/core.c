@@ -159,6 +159,99 @@ void gust_core_attach_metrics(gust_core_t *c, gust_metrics_t *m, int slot) {
     __atomic_store_n(&sl->pid, (int32_t)getpid(), __ATOMIC_RELAXED);
 }
 
+/* ---- the access log ------------------------------------------------- */
+
+/* Appends `s` with what could forge or break a log line escaped. */
+static void put_escaped(gust_buf_t *b, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\') {
+            char e[4] = {'\\', 'x', hex[ch >> 4], hex[ch & 15]};
+            gust_buf_add(b, e, 4);
+        } else {
+            gust_buf_add(b, s + i, 1);
+        }
+    }
+}
+
+static void put_quoted(gust_buf_t *b, const char *s, size_t n) {
+    gust_buf_addlit(b, "\"");
+    if (s)
+        put_escaped(b, s, n);
+    else
+        gust_buf_addlit(b, "-");
+    gust_buf_addlit(b, "\"");
+}
+
+void gust_core_log_access(gust_core_t *c, const gust_access_t *a, int status, uint64_t bytes) {
+    double seconds = a->t_start ? gust_now() - a->t_start : 0;
+    gust_metrics_request(c->metrics, status, seconds);
+    FILE *f = c->log.access;
+    if (!f)
+        return;
+    char stamp[40], num[64], storage[1024];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "[%d/%b/%Y:%H:%M:%S %z] \"", &tm);
+    gust_buf_t b;
+    gust_buf_init(&b, storage, sizeof storage);
+    gust_buf_add(&b, a->ip, strlen(a->ip));
+    gust_buf_addlit(&b, " - - ");
+    gust_buf_add(&b, stamp, strlen(stamp));
+    if (a->method) {
+        gust_buf_add(&b, a->method, strlen(a->method));
+        gust_buf_addlit(&b, " ");
+        put_escaped(&b, a->uri, a->uri_len);
+        int n = snprintf(num, sizeof num, " HTTP/1.%d", a->http_minor);
+        gust_buf_add(&b, num, (size_t)n);
+    } else {
+        gust_buf_addlit(&b, "-");
+    }
+    int n = snprintf(num, sizeof num, "\" %d %llu ", status, (unsigned long long)bytes);
+    gust_buf_add(&b, num, (size_t)n);
+    put_quoted(&b, a->referer, a->referer_len);
+    gust_buf_addlit(&b, " ");
+    put_quoted(&b, a->agent, a->agent_len);
+    n = snprintf(num, sizeof num, " %.3f\n", seconds);
+    gust_buf_add(&b, num, (size_t)n);
+    fwrite(b.p, 1, b.len, f);
+    fflush(f);
+    gust_buf_free(&b);
+}
+
+static char *dup_span(const char *s, size_t n) {
+    if (!s)
+        return NULL;
+    char *d = gust_malloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+gust_access_t *gust_access_copy(const gust_access_t *a) {
+    gust_access_t *c = gust_calloc(1, sizeof *c);
+    *c = *a;
+    c->ip = dup_span(a->ip, strlen(a->ip));
+    c->method = dup_span(a->method, a->method ? strlen(a->method) : 0);
+    c->uri = dup_span(a->uri, a->uri_len);
+    c->referer = dup_span(a->referer, a->referer_len);
+    c->agent = dup_span(a->agent, a->agent_len);
+    return c;
+}
+
+void gust_access_free(gust_access_t *a) {
+    if (!a)
+        return;
+    gust_free((char *)a->ip);
+    gust_free((char *)a->method);
+    gust_free((char *)a->uri);
+    gust_free((char *)a->referer);
+    gust_free((char *)a->agent);
+    gust_free(a);
+}
+
 /* ---- graceful stop --------------------------------------------------- */
 
 static unsigned drain_open(gust_core_t *c) {

@@ -134,6 +134,24 @@ const char *gust_core_date(gust_core_t *c);
 /* A connection closed: a draining core stops once nothing is left. */
 void gust_core_conn_gone(gust_core_t *c);
 
+/* What an access log line says of a request, besides its outcome. The
+ * strings are borrowed (gust_access_copy makes a line that outlives the
+ * request: a WebSocket session is logged when it closes). */
+typedef struct gust_access {
+    const char *ip, *method, *uri, *referer, *agent;
+    size_t uri_len, referer_len, agent_len;
+    int http_minor;
+    double t_start; /* monotonic seconds; 0: unknown */
+} gust_access_t;
+
+/* Accounts for an answered request: metrics always, and the access log
+ * when on, in the combined format plus the duration in seconds:
+ * IP - - [time] "METHOD URI HTTP/1.x" STATUS BYTES "REFERER" "AGENT" SECS
+ * Request-derived text has its control bytes, '"' and '\' as \xHH. */
+void gust_core_log_access(gust_core_t *c, const gust_access_t *a, int status, uint64_t bytes);
+gust_access_t *gust_access_copy(const gust_access_t *a);
+void gust_access_free(gust_access_t *a);
+
 /* Monotonic seconds. */
 double gust_now(void);
 

@@ -122,9 +122,19 @@ int gust_request_is_tls(const gust_request_t *r) { return r->conn && r->conn->tl
 
 int gust_request_http_minor(const gust_request_t *r) { return r->msg->http_minor; }
 
+void gust_request_access(const gust_request_t *r, gust_access_t *a) {
+    gust_conn_access(r->conn, a);
+}
+
 /* ---- writing the response ------------------------------------------ */
 
 static int is_head(const gust_request_t *r) { return r->msg->method == HTTP_HEAD; }
+
+/* The status the access log records: a client that closed its side before
+ * the answer is a 499, as nginx logs it, whatever the handler then sent. */
+static int logged_status(const gust_request_t *r, int status) {
+    return r->told_left ? 499 : status;
+}
 
 static size_t body_length(const struct iovec *body, int n) {
     size_t len = 0;
@@ -232,7 +242,7 @@ int gust_request_finish(gust_request_t *r, gust_http_head_t *hd, const struct io
     }
     gust_buf_free(&b);
     int keep_alive = r->keep_alive;
-    gust_conn_log_access(c, status, len);
+    gust_conn_log_access(c, logged_status(r, status), r->told_left ? 0 : len);
     gust_conn_response_done(c, keep_alive);
     gust_conn_send(c);
     gust_conn_decref(c);
@@ -297,7 +307,7 @@ int gust_request_send_file(gust_request_t *r, gust_http_head_t *hd, int fd, off_
     else
         close(fd);
     gust_conn_incref(c);
-    gust_conn_log_access(c, hd->status, (size_t)length);
+    gust_conn_log_access(c, logged_status(r, hd->status), r->told_left ? 0 : (size_t)length);
     gust_conn_response_done(c, r->keep_alive);
     gust_conn_send(c);
     gust_conn_decref(c);

@@ -102,6 +102,8 @@ static inline int gust_request_gone(const gust_request_t *r) {
 }
 
 int gust_request_is_tls(const gust_request_t *r);
+/* The access log's view of the request (borrowed strings). */
+void gust_request_access(const gust_request_t *r, gust_access_t *a);
 int gust_request_http_minor(const gust_request_t *r);
 
 /* Called by the connection code (conn.c). */

@@ -96,6 +96,13 @@ void gust_stream_close(gust_stream_t *st, const char *err) {
         close(st->fd);
     st->fd = -1;
     unlink_stream(st);
+    if (st->access) {
+        /* A connection taken over from HTTP (a WebSocket): one access log
+         * line for the whole session, now that it ended. */
+        gust_core_log_access(st->core, st->access, 101, st->bytes_out);
+        gust_access_free(st->access);
+        st->access = NULL;
+    }
     if (st->on_close) {
         gust_stream_incref(st);
         st->on_close(st, st->arg);
@@ -188,6 +195,8 @@ out:
 static int tls_write_some(gust_stream_t *st) {
     const char *err = NULL;
     int n = gust_tls_write(&st->tls, st->out, &err);
+    if (n > 0)
+        st->bytes_out += (uint64_t)n;
     if (n < 0)
         gust_stream_close(st, strcmp(err, "closed") == 0 ? gust_err_closed : err);
     return n;
@@ -202,6 +211,8 @@ static size_t flush_out(gust_stream_t *st) {
             continue;
         }
         int n = evbuffer_write(st->out, st->fd);
+        if (n > 0)
+            st->bytes_out += (uint64_t)n;
         if (n < 0) {
             if (errno == EINTR)
                 continue;

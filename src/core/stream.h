@@ -16,6 +16,7 @@
 #define GUST_STREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event_struct.h>
 
@@ -45,6 +46,8 @@ struct gust_stream {
     gust_stream_cb on_read, on_drain, on_close;
     void *arg;
     gust_tls_t tls; /* TLS: owned, freed with the stream; tls.ssl NULL for plain */
+    uint64_t bytes_out;       /* written to the socket so far */
+    struct gust_access *access; /* owned: a detached request, logged (101) at close */
     gust_stream_t *prev, *next; /* the server's streams */
 };
 

@@ -404,8 +404,12 @@ static int req_detach(lua_State *L) {
     gust_server_t *s = h->server;
     gust_stream_t *st = gust_stream_new(s->core, -1);
     struct ssl_st *ssl = NULL;
+    gust_access_t a;
+    gust_request_access(r, &a);
+    gust_access_t *access = gust_access_copy(&a);
     int fd = gust_request_detach(r, st->in, &ssl);
     if (fd < 0) {
+        gust_access_free(access);
         gust_stream_free(st);
         if (fd == GUST_DETACH_CLOSED)
             return closed(L);
@@ -415,6 +419,7 @@ static int req_detach(lua_State *L) {
     }
     gust_stream_set_fd(st, fd);
     st->tls.ssl = ssl; /* an HTTPS connection's TLS session goes with it */
+    st->access = access;
     gust_lua_stream_push(L, s, st);
     return 1;
 }
