@@ -4,7 +4,9 @@
  * llhttp may deliver the URL, a header name or value in several pieces (one
  * per read), so every span is appended to the arena and the *_complete
  * callbacks mark where one ends. Limits are checked as bytes arrive, before
- * anything is buffered past them.
+ * anything is buffered past them. What llhttp 8 does not check (the Host
+ * rules) is checked here, and the outcome never depends on how the bytes
+ * were split into reads.
  */
 #include "http_parser.h"
 
@@ -46,6 +48,17 @@ static int on_message_begin(llhttp_t *p) {
     return 0;
 }
 
+static gust_http_header_t *new_header(gust_http_request_t *r) {
+    if (r->nheaders == r->headers_cap) {
+        r->headers_cap = r->headers_cap ? r->headers_cap * 2 : 16;
+        r->headers = gust_realloc(r->headers, r->headers_cap * sizeof *r->headers);
+    }
+    gust_http_header_t *h = &r->headers[r->nheaders++];
+    h->name = r->arena_len;
+    h->name_len = h->value = h->value_len = 0;
+    return h;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len) {
     gust_http_request_t *r = REQ(p);
     if (arena_add(r, at, len, 0))
@@ -61,13 +74,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     if (!r->in_field) {
         if (r->nheaders == GUST_MAX_HEADERS)
             return fail(r, 431, "too many headers");
-        if (r->nheaders == r->headers_cap) {
-            r->headers_cap = r->headers_cap ? r->headers_cap * 2 : 16;
-            r->headers = gust_realloc(r->headers, r->headers_cap * sizeof *r->headers);
-        }
-        gust_http_header_t *h = &r->headers[r->nheaders++];
-        h->name = r->arena_len;
-        h->name_len = h->value = h->value_len = 0;
+        new_header(r);
         r->in_field = 1;
     }
     if (arena_add(r, at, len, 1))
@@ -133,6 +140,69 @@ static int equals_nocase(const char *a, size_t alen, const char *lit) {
     return 1;
 }
 
+/*
+ * The authority of an absolute-form target ("http://a.example:81/p" gives
+ * "a.example:81") as an offset and length into the arena.
+ * @return 1 for an absolute-form target, 0 for any other form, -1 for an
+ *         authority that must be refused: no host (RFC 9110 §4.2.1) or
+ *         userinfo (§4.2.4)
+ */
+static int target_authority(const gust_http_request_t *r, uint32_t *off, uint32_t *len) {
+    const char *u = r->arena, *end = u + r->url_len;
+    if (r->url_len == 0 || u[0] == '/' || u[0] == '*' || r->method == HTTP_CONNECT)
+        return 0;
+    /* llhttp only lets "scheme://" through here; check anyway. */
+    const char *colon = memchr(u, ':', r->url_len);
+    if (!colon || end - colon < 3 || colon[1] != '/' || colon[2] != '/')
+        return 0;
+    const char *a = colon + 3, *e = a;
+    while (e < end && *e != '/' && *e != '?' && *e != '#')
+        e++;
+    if (e == a || *a == ':' || memchr(a, '@', e - a))
+        return -1;
+    *off = (uint32_t)(a - u);
+    *len = (uint32_t)(e - a);
+    return 1;
+}
+
+/*
+ * RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host header, any
+ * request at most one. For an absolute-form target the target's authority
+ * wins (§3.2.2): the host header's value becomes that span of the URL, and
+ * a request without one gets one, so whoever reads "host" sees the
+ * authority.
+ */
+static int check_host(gust_http_request_t *r) {
+    gust_http_header_t *host = NULL;
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        gust_http_header_t *h = &r->headers[i];
+        if (h->name_len == 4 && memcmp(r->arena + h->name, "host", 4) == 0) {
+            if (host)
+                return fail(r, 400, "more than one Host header");
+            host = h;
+        }
+    }
+    uint32_t off, len;
+    int absolute = target_authority(r, &off, &len);
+    if (absolute < 0)
+        return fail(r, 400, "bad authority in the request target");
+    if (!absolute)
+        return host || r->http_minor == 0 ? 0 : fail(r, 400, "no Host header");
+    if (!host) { /* counts like a header the client sent */
+        if (r->nheaders == GUST_MAX_HEADERS)
+            return fail(r, 431, "too many headers");
+        uint32_t name = r->arena_len;
+        if (arena_add(r, "host", 4, 0))
+            return -1;
+        host = new_header(r);
+        host->name = name;
+        host->name_len = 4;
+    }
+    host->value = off;
+    host->value_len = len;
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p) {
     gust_http_request_t *r = REQ(p);
     r->headers_done = 1;
@@ -143,6 +213,8 @@ static int on_headers_complete(llhttp_t *p) {
         return fail(r, 400, "HTTP/0.9 request line");
     if (llhttp_get_http_major(p) != 1)
         return fail(r, 505, "unsupported HTTP version");
+    if (check_host(r))
+        return -1;
     /* RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. */
     if ((p->flags & F_TRANSFER_ENCODING) && r->http_minor == 0)
         r->te_http10 = 1;

@@ -63,11 +63,14 @@ void gust_http_request_free(gust_http_request_t *r);
  * Parses up to `len` bytes. Parsing stops right after a complete message
  * (r->complete) so pipelined requests are taken one at a time.
  * @return the number of bytes consumed; on a bad request r->status is set
- *         (400, 413, 431) and the connection must answer and close
+ *         (400, 413, 417, 431, 505) and the connection must answer and close
  */
 size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len);
 
-/* The value of the last header named `lname` (lower-case), or NULL. */
+/* The value of the last header named `lname` (lower-case), or NULL. For a
+ * request whose target is in absolute form ("http://a.example:81/p"), the
+ * "host" header is the target's authority ("a.example:81", RFC 9112 §3.2.2),
+ * added when the request had none. */
 const char *gust_http_request_header(const gust_http_request_t *r,
                                      const char *lname, size_t *len);
 

@@ -161,6 +161,33 @@ class BadInputDefaultLimits(RejectMixin, GustTestCase):
     def test_header_line_without_colon(self):
         self.assert_rejected(b"GET /hello HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400)
 
+    # ---- Host (RFC 9112 3.2) ---------------------------------------------
+
+    def test_http11_without_host(self):
+        self.assert_rejected(b"GET /hello HTTP/1.1\r\n\r\n", 400)
+        self.assert_rejected(b"GET /hello HTTP/1.1\r\nX-Host: x\r\nHostname: x\r\n\r\n", 400)
+        self.assert_rejected(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 400)
+
+    def test_two_host_headers(self):
+        self.assert_rejected(b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400)
+        self.assert_rejected(b"GET /hello HTTP/1.1\r\nHost: a\r\nX: y\r\nhost: a\r\n\r\n", 400)
+        self.assert_rejected(b"GET /hello HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400)
+
+    def test_http10_may_omit_host(self):
+        r = status_of(raw_request(self.port, b"GET /hello HTTP/1.0\r\n\r\n"))
+        self.assertEqual(r, 200)
+
+    def test_host_checked_per_request_on_a_kept_alive_connection(self):
+        with Conn(self.port) as c:
+            c.send(GOOD)
+            self.assertEqual(c.read_response().status, 200)
+            c.send(b"GET /hello HTTP/1.1\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.status, 400)
+            self.assertEqual(r.header("Connection", "").lower(), "close")
+            self.assertIsNotNone(c.wait_closed(3.0))
+        self.assert_serving()
+
     # ---- smuggling: Content-Length / Transfer-Encoding -------------------
 
     def test_content_length_and_transfer_encoding(self):
@@ -285,6 +312,45 @@ class BadInputDefaultLimits(RejectMixin, GustTestCase):
         self.assertRegex(err, r"400 Bad Request from 127\.0\.0\.1")
         self.assertRegex(err, r"431 Request Header Fields Too Large from 127\.0\.0\.1")
         self.assertRegex(err, r"413 [A-Za-z ]+ from 127\.0\.0\.1")
+
+
+class AbsoluteFormHost(RejectMixin, GustTestCase):
+    """RFC 9112 3.2.2: for an absolute-form target the authority in it (host
+    and port) is the host, whatever the Host header says; the framework's
+    request.host shows it."""
+    app = "web.lua"
+    good_path = "/reqinfo"
+
+    def reqinfo(self, data):
+        with Conn(self.port) as c:
+            c.send(data)
+            r = c.read_response()
+            self.assertEqual(r.status, 200, r)
+            return json.loads(r.body)
+
+    def test_authority_wins_over_the_host_header(self):
+        got = self.reqinfo(b"GET http://a.example:81/reqinfo?x=1 HTTP/1.1\r\n"
+                           b"Host: b.example\r\n\r\n")
+        self.assertEqual(got["host"], "a.example:81")
+        self.assertEqual((got["path"], got["query"]), ("/reqinfo", "x=1"))
+        self.assert_serving()
+
+    def test_authority_stands_in_for_a_missing_host_header(self):
+        got = self.reqinfo(b"GET http://a.example/reqinfo HTTP/1.1\r\n\r\n")
+        self.assertEqual(got["host"], "a.example")
+        self.assertEqual(got["path"], "/reqinfo")
+        self.assert_serving()
+
+    def test_origin_form_keeps_the_host_header(self):
+        got = self.reqinfo(b"GET /reqinfo HTTP/1.1\r\nHost: b.example:8080\r\n\r\n")
+        self.assertEqual(got["host"], "b.example:8080")
+
+    def test_bad_authorities_are_refused(self):
+        self.assert_rejected(b"GET http://user:pw@a.example/reqinfo HTTP/1.1\r\n"
+                             b"Host: a.example\r\n\r\n", 400)
+        self.assert_rejected(b"GET http:///reqinfo HTTP/1.1\r\nHost: a.example\r\n\r\n", 400)
+        self.assert_rejected(b"GET http://a.example/reqinfo HTTP/1.1\r\n"
+                             b"Host: a.example\r\nHost: a.example\r\n\r\n", 400)
 
 
 class BadInputSmallLimits(RejectMixin, GustTestCase):
