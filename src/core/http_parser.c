@@ -5,8 +5,8 @@
  * per read), so every span is appended to the arena and the *_complete
  * callbacks mark where one ends. Limits are checked as bytes arrive, before
  * anything is buffered past them. What llhttp 8 does not check (the Host
- * rules) is checked here, and the outcome never depends on how the bytes
- * were split into reads.
+ * rules) or lets through (obs-fold) is checked here, and the outcome never
+ * depends on how the bytes were split into reads.
  */
 #include "http_parser.h"
 
@@ -290,6 +290,53 @@ static const llhttp_settings_t settings = {
     .on_message_complete = on_message_complete,
 };
 
+/*
+ * RFC 9112 §5.2: a header line continued on the next one, which starts with
+ * SP or HTAB (obs-fold), is refused with 400. llhttp 8 joins the lines into
+ * one value (even "Transfer-Encoding:\r\n chunked") without telling, so the
+ * header section's raw bytes are scanned before llhttp sees them: one
+ * memchr per line, from the request line to the empty line that ends the
+ * section. A line that starts with whitespace right after the request line
+ * is refused the same way (§2.2). The trailer section is not scanned:
+ * trailer fields are never kept (on_header_field).
+ */
+enum { SCAN_START, SCAN_LINE, SCAN_LINE_START, SCAN_CR, SCAN_DONE };
+
+/* The bytes of data[0..len) before a fold, or len if there is none. */
+static size_t scan_for_fold(gust_http_request_t *r, const char *data, size_t len) {
+    const char *p = data, *end = data + len;
+    while (p < end) {
+        switch (r->line_scan) {
+        case SCAN_START: /* llhttp skips empty lines before a request */
+            if (*p != '\r' && *p != '\n')
+                r->line_scan = SCAN_LINE;
+            else
+                p++;
+            break;
+        case SCAN_LINE:
+            p = memchr(p, '\n', end - p);
+            if (!p)
+                return len;
+            p++;
+            r->line_scan = SCAN_LINE_START;
+            break;
+        case SCAN_LINE_START:
+            if (*p == ' ' || *p == '\t')
+                return p - data;
+            r->line_scan = *p == '\r' ? SCAN_CR : *p == '\n' ? SCAN_DONE : SCAN_LINE;
+            if (r->line_scan != SCAN_LINE)
+                p++;
+            break;
+        case SCAN_CR: /* llhttp decides what a CR not followed by LF is */
+            r->line_scan = *p == '\n' ? SCAN_DONE : SCAN_LINE;
+            break;
+        default: /* SCAN_DONE, until the next request */
+            return len;
+        }
+    }
+    return len;
+}
+
 void gust_http_request_init(gust_http_request_t *r, const gust_http_limits_t *limits) {
     memset(r, 0, sizeof *r);
     r->limits = limits;
@@ -318,6 +365,7 @@ void gust_http_request_reset(gust_http_request_t *r, int release) {
     r->crlf_need = 0;
     r->in_field = r->in_value = r->begun = r->headers_done = r->complete = 0;
     r->keep_alive = r->expect_continue = r->upgrade = r->te_http10 = 0;
+    r->line_scan = SCAN_START;
     if (llhttp_get_errno(&r->parser) == HPE_PAUSED)
         llhttp_resume(&r->parser);
 }
@@ -337,13 +385,19 @@ size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t l
         return 0; /* after an Upgrade the bytes are not HTTP */
     if (r->crlf_need) /* owed from the previous buffer */
         r->crlf_at = data;
-    enum llhttp_errno e = llhttp_execute(&r->parser, data, len);
-    if (r->crlf_need && check_chunk_crlf(r, data, data + len)) {
+    /* Up to a fold only, so that whatever llhttp finds wrong before it
+     * decides the status, as it would if the bytes came one at a time. */
+    size_t n = scan_for_fold(r, data, len);
+    enum llhttp_errno e = llhttp_execute(&r->parser, data, n);
+    if (r->crlf_need && check_chunk_crlf(r, data, data + n)) {
         r->complete = 0;
         return len;
     }
-    if (e == HPE_OK)
+    if (e == HPE_OK) {
+        if (n < len)
+            fail(r, 400, "obs-fold in the header section");
         return len;
+    }
     if (e == HPE_PAUSED && r->complete)
         return (size_t)(llhttp_get_error_pos(&r->parser) - data);
     if (e == HPE_PAUSED_UPGRADE) {

@@ -46,6 +46,7 @@ typedef struct gust_http_request {
     const char *error; /* why, for the log */
     uint8_t method;    /* llhttp_method_t */
     uint8_t http_minor;
+    uint8_t line_scan; /* where the obs-fold scan is in the header section */
     unsigned in_field : 1, in_value : 1, begun : 1, headers_done : 1,
         complete : 1, keep_alive : 1, expect_continue : 1, upgrade : 1,
         te_http10 : 1;
@@ -63,7 +64,9 @@ void gust_http_request_free(gust_http_request_t *r);
  * Parses up to `len` bytes. Parsing stops right after a complete message
  * (r->complete) so pipelined requests are taken one at a time.
  * @return the number of bytes consumed; on a bad request r->status is set
- *         (400, 413, 417, 431, 505) and the connection must answer and close
+ *         (400, 413, 417, 431, 505) and the connection must answer and close;
+ *         the header section is refused with 400 when a line is folded
+ *         (obs-fold, RFC 9112 §5.2)
  */
 size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len);
 

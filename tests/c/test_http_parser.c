@@ -582,6 +582,28 @@ static void expect_status(const char *req, size_t len, int status, int line) {
 #define EXPECT_STATUS(s, status) expect_status(s, sizeof(s) - 1, status, __LINE__)
 #define EXPECT_400(s) EXPECT_STATUS(s, 400)
 
+/* Parses a request that must be complete and checks that its host header is
+ * `want` (NULL: none), and that every split of the bytes agrees. */
+static void expect_host(const char *req, const char *want, int line) {
+    gust_http_request_t r;
+    gust_http_request_init(&r, &big_limits);
+    size_t len = strlen(req);
+    size_t used = gust_http_request_feed(&r, req, len);
+    size_t n = 0;
+    const char *v = r.complete ? gust_http_request_header(&r, "host", &n) : NULL;
+    if (used == len && !r.status && r.complete &&
+        (want ? v && n == strlen(want) && memcmp(v, want, n) == 0 : v == NULL))
+        npass++;
+    else
+        check_fail(__FILE__, line, "\"%s\": status %d complete %d host [%.*s], want [%s]",
+                   req, r.status, r.complete, v ? (int)n : 6, v ? v : "(none)",
+                   want ? want : "(none)");
+    gust_http_request_free(&r);
+    check_split_invariant(req, len, &big_limits);
+}
+
+#define CHECK_HOST(req, want) expect_host(req, want, __LINE__)
+
 static void test_smuggling(void) {
     EXPECT_400("POST / HTTP/1.1\r\nHost: x\r\n"
                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -779,6 +801,78 @@ static void test_value_whitespace(void) {
     gust_http_request_free(&r);
 }
 
+/* RFC 9112 §5.2: obs-fold is refused (llhttp 8 would join the lines), for
+ * any field, also the framing ones, and whichever way the bytes arrive. */
+static void test_obs_fold(void) {
+    static const char *const folded[] = {
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n folded\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tfolded\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: a \r\n  \t folded\r\nX-B: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n folded\r\n\r\n", /* empty first line */
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n \r\n\r\n",        /* folded to nothing */
+        "GET / HTTP/1.1\r\nHost:\r\n x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n c\r\n\r\n",
+        /* whitespace before the first field line (§2.2) */
+        "GET / HTTP/1.1\r\n Host: x\r\n\r\n",
+        "GET / HTTP/1.1\r\n\tHost: x\r\n\r\n",
+        /* the framing fields: a proxy that does not fold sees other ones */
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
+        "3\r\nabc\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\t, identity\r\n"
+        "\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n 3\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n \r\n\r\nabc",
+    };
+    for (size_t i = 0; i < sizeof folded / sizeof folded[0]; i++) {
+        size_t len = strlen(folded[i]);
+        expect_status(folded[i], len, 400, __LINE__);
+        check_split_invariant(folded[i], len, &big_limits);
+        gust_http_request_t r;
+        gust_http_request_init(&r, &big_limits);
+        gust_http_request_feed(&r, folded[i], len);
+        CHECK_STR(r.error, "obs-fold in the header section");
+        gust_http_request_free(&r);
+    }
+
+    /* Errors before the fold still decide the status. */
+    EXPECT_STATUS("GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505);
+    {
+        gust_http_request_t r;
+        gust_http_request_init(&r, &small_limits);
+        char buf[512];
+        int n = snprintf(buf, sizeof buf,
+                         "GET / HTTP/1.1\r\nHost: x\r\nX-A: %0300d\r\n b\r\n\r\n", 0);
+        feed_steps(&r, buf, (size_t)n, 0);
+        CHECK_INT(r.status, 431);
+        gust_http_request_free(&r);
+    }
+
+    /* Whitespace inside values, and CRLF + SP in a body, are not folds. */
+    CHECK_HOST("GET / HTTP/1.1\r\nHost: x\r\nX-A: a \t b\r\n\r\n", "x");
+    static const char body[] = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n"
+                               "a\r\n b\n";
+    check_split_invariant(LIT(body), &big_limits);
+    static const char chunked[] = "POST / HTTP/1.1\r\nHost: x\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\n"
+                                  "4\r\n\r\n b\r\n0\r\n\r\n";
+    gust_http_request_t r;
+    gust_http_request_init(&r, &big_limits);
+    CHECK_INT(feed_steps(&r, LIT(chunked), 1), sizeof chunked - 1);
+    CHECK(r.complete);
+    CHECK_SPAN(r.body, r.body_len, "\r\n b");
+    gust_http_request_free(&r);
+
+    /* The scan starts again with each request of a pipeline. */
+    static const char two[] = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n\n x"
+                              "\r\nGET /b HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n";
+    for (size_t step = 0; step <= 3; step++) {
+        char out[4096];
+        parse_stream(LIT(two), step, &big_limits, out, sizeof out);
+        CHECK(strstr(out, "complete=1") != NULL && strstr(out, "body=[\n x]") != NULL);
+        CHECK(strstr(out, "status=400") != NULL);
+    }
+}
+
 static void test_upgrade(void) {
     static const char head[] = "GET /ws HTTP/1.1\r\n"
                                "Host: x\r\n"
@@ -869,28 +963,6 @@ static void test_trailers_not_headers(void) {
     CHECK_SPAN(v, n, "good.example");
     gust_http_request_free(&r);
 }
-
-/* Parses a request that must be complete and checks that its host header is
- * `want` (NULL: none), and that every split of the bytes agrees. */
-static void expect_host(const char *req, const char *want, int line) {
-    gust_http_request_t r;
-    gust_http_request_init(&r, &big_limits);
-    size_t len = strlen(req);
-    size_t used = gust_http_request_feed(&r, req, len);
-    size_t n = 0;
-    const char *v = r.complete ? gust_http_request_header(&r, "host", &n) : NULL;
-    if (used == len && !r.status && r.complete &&
-        (want ? v && n == strlen(want) && memcmp(v, want, n) == 0 : v == NULL))
-        npass++;
-    else
-        check_fail(__FILE__, line, "\"%s\": status %d complete %d host [%.*s], want [%s]",
-                   req, r.status, r.complete, v ? (int)n : 6, v ? v : "(none)",
-                   want ? want : "(none)");
-    gust_http_request_free(&r);
-    check_split_invariant(req, len, &big_limits);
-}
-
-#define CHECK_HOST(req, want) expect_host(req, want, __LINE__)
 
 /* RFC 9112 §3.2: one Host header in HTTP/1.1, never two; an absolute-form
  * target's authority is the host (§3.2.2), whatever the header says. */
@@ -1097,6 +1169,7 @@ int main(void) {
     RUN(test_keep_alive);
     RUN(test_expect);
     RUN(test_value_whitespace);
+    RUN(test_obs_fold);
     RUN(test_chunk_crlf);
     RUN(test_names_and_versions);
     RUN(test_upgrade);
