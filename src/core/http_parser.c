@@ -5,8 +5,9 @@
  * per read), so every span is appended to the arena and the *_complete
  * callbacks mark where one ends. Limits are checked as bytes arrive, before
  * anything is buffered past them. What llhttp 8 does not check (the Host
- * rules) or lets through (obs-fold) is checked here, and the outcome never
- * depends on how the bytes were split into reads.
+ * rules), lets through (obs-fold) or lumps together (an unknown method and
+ * a malformed one) is checked here, and the outcome never depends on how
+ * the bytes were split into reads.
  */
 #include "http_parser.h"
 
@@ -45,6 +46,13 @@ static int trailer_add(gust_http_request_t *r, size_t len) {
 
 static int on_message_begin(llhttp_t *p) {
     REQ(p)->begun = 1;
+    return 0;
+}
+
+/* Only whether a method had begun when a read ended: see unknown_method(). */
+static int on_method(llhttp_t *p, const char *at, size_t len) {
+    if (len)
+        REQ(p)->method_seen = 1;
     return 0;
 }
 
@@ -280,6 +288,7 @@ static int on_message_complete(llhttp_t *p) {
 
 static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
+    .on_method = on_method,
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_field_complete = on_header_field_complete,
@@ -337,6 +346,91 @@ static size_t scan_for_fold(gust_http_request_t *r, const char *data, size_t len
     return len;
 }
 
+/*
+ * RFC 9110 §9.1: a method the server does not know is 501 (Not Implemented),
+ * but a request line that is not one is 400. llhttp says HPE_INVALID_METHOD
+ * for both, at the first byte no method it knows goes on with, and stops
+ * there; the rest of the request line is then read here as it arrives:
+ * token SP target SP "HTTP/" DIGIT "." DIGIT CRLF gives 501, anything else
+ * 400. (An RTSP method with HTTP/x.y, which llhttp refuses after "HTTP/",
+ * is an unknown method too.)
+ */
+enum { RL_NONE, RL_METHOD0, RL_METHOD, RL_TARGET0, RL_TARGET, RL_VERSION, RL_CR, RL_LF };
+
+static const char http_version[] = "HTTP/0.0"; /* '0': any digit */
+
+static int is_tchar(unsigned char c) { /* RFC 9110 §5.6.2 */
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Reads request-line bytes after llhttp refused the method; takes them all. */
+static size_t check_request_line(gust_http_request_t *r, const char *data, size_t len) {
+    for (size_t i = 0; i < len && !r->status; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (++r->rl_len > r->limits->max_header_size) {
+            fail(r, 431, "request line too large");
+            break;
+        }
+        int ok;
+        switch (r->rl_state) {
+        case RL_METHOD0:
+        case RL_METHOD:
+            ok = is_tchar(c) || (c == ' ' && r->rl_state == RL_METHOD);
+            r->rl_state = c == ' ' ? RL_TARGET0 : RL_METHOD;
+            break;
+        case RL_TARGET0:
+        case RL_TARGET: /* what llhttp takes in a target, but no HTAB or FF */
+            ok = (c > ' ' && c != 0x7f) || (c == ' ' && r->rl_state == RL_TARGET);
+            r->rl_state = c == ' ' ? RL_VERSION : RL_TARGET;
+            break;
+        case RL_VERSION:
+            if (http_version[r->rl_index] == '0')
+                ok = c >= '0' && c <= '9';
+            else
+                ok = c == (unsigned char)http_version[r->rl_index];
+            if (++r->rl_index == sizeof http_version - 1)
+                r->rl_state = RL_CR;
+            break;
+        case RL_CR:
+            ok = c == '\r';
+            r->rl_state = RL_LF;
+            break;
+        default: /* RL_LF: the whole line is well-formed */
+            ok = c == '\n';
+            if (ok)
+                fail(r, 501, "unknown method");
+            break;
+        }
+        if (!ok)
+            fail(r, 400, "invalid method");
+    }
+    return len;
+}
+
+/* Whether llhttp's error at `at` is an unknown method; if so, starts
+ * checking the request line from there. */
+static int unknown_method(gust_http_request_t *r, enum llhttp_errno e, const char *data,
+                          const char *at) {
+    if (e == HPE_INVALID_METHOD) {
+        /* Before `at`: the method's first bytes, as far as they match one
+         * llhttp knows, after any empty lines (skipped by llhttp). */
+        const char *p = data;
+        while (!r->method_seen && p < at && (*p == '\r' || *p == '\n'))
+            p++;
+        r->rl_state = r->method_seen || p < at ? RL_METHOD : RL_METHOD0;
+        return 1;
+    }
+    static const char rtsp_method[] = "Invalid method for HTTP/x.x request";
+    if (e == HPE_INVALID_CONSTANT &&
+        strcmp(llhttp_get_error_reason(&r->parser), rtsp_method) == 0) {
+        r->rl_state = RL_VERSION; /* at is right after "HTTP/" */
+        r->rl_index = 5;
+        return 1;
+    }
+    return 0;
+}
+
 void gust_http_request_init(gust_http_request_t *r, const gust_http_limits_t *limits) {
     memset(r, 0, sizeof *r);
     r->limits = limits;
@@ -366,6 +460,7 @@ void gust_http_request_reset(gust_http_request_t *r, int release) {
     r->in_field = r->in_value = r->begun = r->headers_done = r->complete = 0;
     r->keep_alive = r->expect_continue = r->upgrade = r->te_http10 = 0;
     r->line_scan = SCAN_START;
+    r->method_seen = 0;
     if (llhttp_get_errno(&r->parser) == HPE_PAUSED)
         llhttp_resume(&r->parser);
 }
@@ -383,6 +478,8 @@ void gust_http_request_free(gust_http_request_t *r) {
 size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len) {
     if (r->complete || r->status || llhttp_get_errno(&r->parser) == HPE_PAUSED_UPGRADE)
         return 0; /* after an Upgrade the bytes are not HTTP */
+    if (r->rl_state) /* llhttp has stopped at an unknown method */
+        return check_request_line(r, data, len);
     if (r->crlf_need) /* owed from the previous buffer */
         r->crlf_at = data;
     /* Up to a fold only, so that whatever llhttp finds wrong before it
@@ -407,6 +504,11 @@ size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t l
         return (size_t)(llhttp_get_error_pos(&r->parser) - data);
     }
     if (!r->status) {
+        const char *at = llhttp_get_error_pos(&r->parser);
+        if (unknown_method(r, e, data, at)) {
+            check_request_line(r, at, (size_t)(data + len - at));
+            return len;
+        }
         r->status = 400;
         r->error = llhttp_get_error_reason(&r->parser);
     }

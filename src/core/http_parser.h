@@ -47,9 +47,12 @@ typedef struct gust_http_request {
     uint8_t method;    /* llhttp_method_t */
     uint8_t http_minor;
     uint8_t line_scan; /* where the obs-fold scan is in the header section */
+    uint8_t rl_state;  /* after an unknown method: where its request line is */
+    uint8_t rl_index;  /* bytes of "HTTP/x.y" seen */
+    uint32_t rl_len;   /* bytes of the request line checked */
     unsigned in_field : 1, in_value : 1, begun : 1, headers_done : 1,
         complete : 1, keep_alive : 1, expect_continue : 1, upgrade : 1,
-        te_http10 : 1;
+        te_http10 : 1, method_seen : 1;
 } gust_http_request_t;
 
 void gust_http_request_init(gust_http_request_t *r, const gust_http_limits_t *limits);
@@ -64,7 +67,8 @@ void gust_http_request_free(gust_http_request_t *r);
  * Parses up to `len` bytes. Parsing stops right after a complete message
  * (r->complete) so pipelined requests are taken one at a time.
  * @return the number of bytes consumed; on a bad request r->status is set
- *         (400, 413, 417, 431, 505) and the connection must answer and close;
+ *         (400, 413, 417, 431, 501 for a method that is a token llhttp does
+ *         not know, 505) and the connection must answer and close;
  *         the header section is refused with 400 when a line is folded
  *         (obs-fold, RFC 9112 §5.2)
  */

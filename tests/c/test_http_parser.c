@@ -653,6 +653,97 @@ static void test_names_and_versions(void) {
     gust_http_request_free(&r);
 }
 
+/* RFC 9110 §9.1, §15.6.2: a method that is a token but not one llhttp knows
+ * is 501; one with characters a token may not have, or a request line that
+ * is not one, stays 400. llhttp stops at the first unknown byte, so the rest
+ * of the line may still be on its way. */
+static void test_unknown_method(void) {
+    static const char *const unknown[] = {
+        "FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "QUERY /search HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        "GETX / HTTP/1.1\r\nHost: x\r\n\r\n",   /* a known prefix */
+        "POSTAL / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "get / HTTP/1.1\r\nHost: x\r\n\r\n",    /* methods are case-sensitive */
+        "DESCRIBE / HTTP/1.1\r\nHost: x\r\n\r\n", /* RTSP's, not HTTP's */
+        "X!#$%&'*+-.^_`|~09az / HTTP/1.1\r\n\r\n",
+        "FOO * HTTP/1.1\r\n\r\n",
+        "FOO http://a.example/p?q HTTP/1.0\r\n\r\n",
+        "FOO / HTTP/1.1\r\nthe headers are not read\r\n\r\n",
+        "\r\n\r\nFOO / HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        size_t len = strlen(unknown[i]);
+        expect_status(unknown[i], len, 501, __LINE__);
+        check_split_invariant(unknown[i], len, &big_limits);
+    }
+    static const char *const invalid[] = {
+        "G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "(FOO) / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "FO\"O / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        " FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "\x80" "FOO / HTTP/1.1\r\n\r\n",
+        "FOO\r\n\r\n",
+        "FOO /\r\n\r\n", /* HTTP/0.9 */
+        "FOO  / HTTP/1.1\r\n\r\n",
+        "FOO /a b HTTP/1.1\r\n\r\n",
+        "FOO /\ta HTTP/1.1\r\n\r\n",
+        "FOO / HTTP/1.1 \r\n\r\n",
+        "FOO / HTTX/1.1\r\n\r\n",
+        "FOO / http/1.1\r\n\r\n",
+        "FOO / HTTP/11\r\n\r\n",
+        "FOO / HTTP/1.1\n\n",
+        "FOO / HTTP/1.1\rX\n",
+        "DESCRIBE / HTTP/x.1\r\n\r\n",
+        "\r\n@GET / HTTP/1.1\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        size_t len = strlen(invalid[i]);
+        expect_status(invalid[i], len, 400, __LINE__);
+        check_split_invariant(invalid[i], len, &big_limits);
+    }
+
+    /* Until the line is complete the request is neither taken nor refused,
+     * and every byte counts as used. */
+    gust_http_request_t r;
+    gust_http_request_init(&r, &big_limits);
+    CHECK_INT(gust_http_request_feed(&r, LIT("FOO / HT")), 8);
+    CHECK(r.begun);
+    CHECK_INT(r.status, 0);
+    CHECK(!r.complete);
+    CHECK_INT(gust_http_request_feed(&r, LIT("TP/1.1\r")), 7);
+    CHECK_INT(r.status, 0);
+    CHECK_INT(gust_http_request_feed(&r, LIT("\nHost: x\r\n\r\n")), 12);
+    CHECK_INT(r.status, 501);
+    CHECK_STR(r.error, "unknown method");
+    CHECK(!r.complete && !r.headers_done);
+    CHECK_INT(gust_http_request_feed(&r, LIT("GET / HTTP/1.1\r\nHost: x\r\n\r\n")), 0);
+    gust_http_request_free(&r);
+
+    /* A known method of a later request is not taken for an unknown one. */
+    static const char two[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nFOO /b HTTP/1.1\r\n\r\n";
+    for (size_t step = 0; step <= 2; step++) {
+        char out[4096];
+        parse_stream(LIT(two), step, &big_limits, out, sizeof out);
+        CHECK(strstr(out, "status=0 complete=1") != NULL);
+        CHECK(strstr(out, "status=501") != NULL);
+    }
+
+    /* The line counts against the header limit while it is read. */
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "FOO /%0300d HTTP/1.1\r\n\r\n", 0);
+    for (size_t step = 0; step <= 1; step++) {
+        gust_http_request_init(&r, &small_limits);
+        feed_steps(&r, buf, (size_t)n, step);
+        CHECK_INT(r.status, 431);
+        gust_http_request_free(&r);
+    }
+
+    /* Methods llhttp knows go on to the handler (which may answer 405). */
+    CHECK_HOST("PROPFIND / HTTP/1.1\r\nHost: x\r\n\r\n", "x");
+    CHECK_HOST("M-SEARCH * HTTP/1.1\r\nHost: x\r\n\r\n", "x");
+}
+
 static void test_bad_content_length(void) {
     EXPECT_400("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n");
     EXPECT_400("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n");
@@ -1164,6 +1255,7 @@ int main(void) {
     RUN(test_header_section_too_large);
     RUN(test_too_many_headers);
     RUN(test_smuggling);
+    RUN(test_unknown_method);
     RUN(test_bad_content_length);
     RUN(test_garbage);
     RUN(test_keep_alive);

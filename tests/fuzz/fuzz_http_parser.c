@@ -71,7 +71,8 @@ static void check_invariants(const gust_http_request_t *r) {
         }
     }
     FAIL_IF(r->status != 0 && r->status != 400 && r->status != 413 && r->status != 417 &&
-            r->status != 431 && r->status != 505);
+            r->status != 431 && r->status != 501 && r->status != 505);
+    FAIL_IF(r->status == 501 && (r->headers_done || r->nheaders)); /* the request line only */
     FAIL_IF(r->status && !r->error);
     FAIL_IF(r->complete && r->status);
     FAIL_IF(r->expect_continue && !r->headers_done);

@@ -73,6 +73,43 @@ class BadInputDefaultLimits(RejectMixin, GustTestCase):
                     b"\r\n\r\n\r\nGET / HTTP/1.1\r\n\x01\r\n\r\n"):
             self.assert_rejected(bad, 400)
 
+    def test_unknown_method_is_501(self):
+        # RFC 9110 9.1: a method (a token) the server does not know
+        for method in (b"FOO", b"QUERY", b"GETX", b"get", b"DESCRIBE", b"X-Custom_1.0~"):
+            r = self.assert_rejected(method + b" /hello HTTP/1.1\r\nHost: x\r\n\r\n", 501)
+            self.assertIn(b"501: Not Implemented", r.body)
+        # ... also without a Host header: the request line decides
+        self.assert_rejected(b"FOO * HTTP/1.1\r\n\r\n", 501)
+
+    def test_unknown_method_in_pieces(self):
+        # decided only once the request line is whole, however it arrives
+        with Conn(self.port) as c:
+            for piece in (b"FO", b"O /he", b"llo HTTP/1", b".1\r", b"\nHost: x\r\n\r\n"):
+                c.send(piece)
+                time.sleep(0.05)
+            r = c.read_response()
+            self.assertEqual(r.status, 501)
+            self.assertIsNotNone(c.wait_closed(3.0))
+        self.assert_serving()
+
+    def test_unknown_method_after_a_good_request(self):
+        with Conn(self.port) as c:
+            c.send(GOOD + b"FOO /hello HTTP/1.1\r\nHost: x\r\n\r\n" + GOOD)
+            self.assertEqual(c.read_response().status, 200)
+            r = c.read_response()
+            self.assertEqual(r.status, 501)
+            self.assertEqual(r.header("Connection", "").lower(), "close")
+            self.assertIsNotNone(c.wait_closed(3.0))
+            self.assertEqual(c.buf, b"", "a request after the 501 was answered")
+        self.assert_serving()
+
+    def test_malformed_method_stays_400(self):
+        for bad in (b"G@T", b"(GET)", b"GE\"T", b"\x80GET"):
+            self.assert_rejected(bad + b" /hello HTTP/1.1\r\nHost: x\r\n\r\n", 400)
+        # a token method in a line that is not a request line
+        for bad in (b"FOO  /hello HTTP/1.1", b"FOO /hello HTTP/1.1 ", b"FOO /hello", b"FOO /hello FTP/1.1"):
+            self.assert_rejected(bad + b"\r\nHost: x\r\n\r\n", 400)
+
     def test_http09_request_line(self):
         # no version: HTTP/0.9, which gust must not speak (Tornado: 400;
         # 505 HTTP Version Not Supported says it as well)
@@ -332,6 +369,7 @@ class BadInputDefaultLimits(RejectMixin, GustTestCase):
         self.assertRegex(err, r"400 Bad Request from 127\.0\.0\.1")
         self.assertRegex(err, r"431 Request Header Fields Too Large from 127\.0\.0\.1")
         self.assertRegex(err, r"413 [A-Za-z ]+ from 127\.0\.0\.1")
+        self.assertRegex(err, r"501 Not Implemented from 127\.0\.0\.1: unknown method")
 
 
 class AbsoluteFormHost(RejectMixin, GustTestCase):
