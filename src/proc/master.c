@@ -9,6 +9,8 @@
  * ready through a pipe; a reload swaps generations only once every new
  * worker is ready, and old workers then drain (gust_stop) while the new
  * ones accept from the same socket, so no accepted connection is reset.
+ * A worker whose app does not load says why on the same pipe, so that the
+ * master reports it once: as the start-up error, or "reload failed: REASON".
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
@@ -39,6 +41,10 @@ enum { W_STARTING, W_READY, W_DRAINING };
 /* How often the master looks at its workers' watchdog slots. */
 #define WATCH_MS 100
 
+/* What a worker that cannot load the app writes on its ready pipe: 'E' and
+ * the error, in one write no longer than PIPE_BUF, so it arrives whole. */
+#define REPORT_MAX 4000
+
 typedef struct worker {
     pid_t pid;
     int gen, state, ready_fd, slot;
@@ -47,6 +53,7 @@ typedef struct worker {
     double deadline;     /* draining: SIGKILL after this (monotonic seconds) */
     uint64_t reported;   /* the hold (busy_since_us) the master warned about */
     int killed;          /* the master killed it and said why */
+    char *report;        /* why it did not load the app (malloc'd), or NULL */
 } worker_t;
 
 typedef struct master {
@@ -77,6 +84,7 @@ static int count(master_t *m, int gen, int state) {
 }
 
 static void drop(master_t *m, int i) {
+    free(m->w[i].report);
     if (m->w[i].bus_ev)
         event_free(m->w[i].bus_ev);
     if (m->w[i].bus_fd >= 0)
@@ -123,9 +131,10 @@ static void reload_ended(master_t *m) {
 }
 
 /* Ends a reload attempt that failed: its loaders go, the running workers
- * carry on. */
+ * carry on. One line says why, at error level: the load error the loader
+ * reported, or how it ended. */
 static void reload_failed(master_t *m, const char *why) {
-    fprintf(stderr, "gust: reload failed: %s; the running workers carry on\n", why);
+    fprintf(stderr, "gust: [error] reload failed: %s\n", why);
     for (int j = 0; j < m->nw; j++) {
         worker_t *w = &m->w[j];
         if (w->gen == m->reloading && !w->killed) {
@@ -153,22 +162,37 @@ static void print_start_line(master_t *m) {
     fflush(stdout);
 }
 
-/* A worker reported ready ('A': serving the app, 'S': the script runs its
- * own listeners) or closed its pipe. */
+/* Reads what a worker said on its ready pipe and closes it: 'A' (serving
+ * the app) or 'S' (the script runs its own listeners), returned; or 'E' and
+ * why the app did not load, kept in w->report; or nothing (0). */
+static char read_ready(worker_t *w) {
+    char buf[REPORT_MAX + 1];
+    ssize_t n = read(w->ready_fd, buf, sizeof buf - 1);
+    if (w->ready_ev)
+        event_free(w->ready_ev);
+    w->ready_ev = NULL;
+    close(w->ready_fd);
+    w->ready_fd = -1;
+    if (n > 1 && buf[0] == 'E' && !w->report) {
+        while (n > 1 && buf[n - 1] == '\n')
+            n--;
+        buf[n] = '\0';
+        w->report = strdup(buf + 1);
+        return 0;
+    }
+    return n == 1 && (buf[0] == 'A' || buf[0] == 'S') ? buf[0] : 0;
+}
+
+/* A worker reported ready, or why it cannot be, or closed its pipe. */
 static void on_ready(evutil_socket_t fd, short what, void *arg) {
     master_t *m = arg;
-    char c = 0;
-    ssize_t n = read(fd, &c, 1);
     for (int i = 0; i < m->nw; i++) {
         worker_t *w = &m->w[i];
         if (w->ready_fd != fd)
             continue;
-        event_free(w->ready_ev);
-        w->ready_ev = NULL;
-        close(w->ready_fd);
-        w->ready_fd = -1;
-        if (n != 1)
-            return; /* died while loading: on_child reports it */
+        char c = read_ready(w);
+        if (!c || w->killed)
+            return; /* did not load, or killed meanwhile: on_child says so */
         w->state = W_READY;
         m->serves_app = c == 'A';
         break;
@@ -210,7 +234,10 @@ static void on_child(evutil_socket_t sig, short what, void *arg) {
             ;
         if (i == m->nw)
             continue;
+        if (m->w[i].ready_fd >= 0) /* what it wrote before it went */
+            read_ready(&m->w[i]);
         worker_t w = m->w[i];
+        m->w[i].report = NULL; /* w's now */
         drop(m, i);
         gust_metrics_slot_t *slot = &m->metrics->slot[w.slot];
         __atomic_store_n(&slot->busy_since_us, 0, __ATOMIC_RELAXED);
@@ -221,30 +248,40 @@ static void on_child(evutil_socket_t sig, short what, void *arg) {
             /* The master ended it and already said why. */
             if (!m->stopping && w.state == W_READY)
                 evtimer_add(m->respawn_ev, &now_tv);
-            continue;
-        }
-        if (m->stopping || w.state == W_DRAINING)
-            continue;
-        if (w.state == W_STARTING && !m->started) {
-            /* The app does not load: nothing to serve. A worker that exits
-             * 1 said why already; anything else is news. */
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
+        } else if (m->stopping || w.state == W_DRAINING) {
+            /* on its way out: nothing to say */
+        } else if (w.state == W_STARTING && !m->started) {
+            /* The app does not load: nothing to serve. The load error is
+             * the one line to say; without one, how the worker ended. */
+            if (w.report)
+                fprintf(stderr, "gust: %s\n", w.report);
+            if (!w.report || !WIFEXITED(status) || WEXITSTATUS(status) != 1)
                 fprintf(stderr, "gust: worker %d failed to start (%s)\n", (int)pid, why);
             m->failed = 1;
             m->stopping = 1;
             signal_gen(m, -1, SIGKILL);
-        } else if (w.state == W_STARTING && w.gen == m->reloading) {
+        } else if (m->reloading && w.gen == m->reloading) {
+            /* A new worker is gone before they all were ready: nothing of
+             * this generation gets restarted. */
             char reason[160];
-            snprintf(reason, sizeof reason, "the new worker did not load the app (%s)", why);
-            reload_failed(m, reason);
+            if (w.state == W_READY)
+                snprintf(reason, sizeof reason, "new worker %d exited (%s)", (int)pid, why);
+            else if (WIFEXITED(status))
+                snprintf(reason, sizeof reason, "loader exited with status %d",
+                         WEXITSTATUS(status));
+            else
+                snprintf(reason, sizeof reason, "loader ended by %s", why);
+            reload_failed(m, w.report ? w.report : reason);
         } else if (WIFEXITED(status) && WEXITSTATUS(status) == GUST_EXIT_REPLACE) {
             fprintf(stderr, "gust: worker %d retired; starting another\n", (int)pid);
             evtimer_add(m->respawn_ev, &now_tv);
         } else {
-            fprintf(stderr, "gust: worker %d died (%s); starting another\n", (int)pid, why);
+            fprintf(stderr, "gust: worker %d died (%s); starting another\n", (int)pid,
+                    w.report ? w.report : why);
             struct timeval tv = {0, 100000}; /* no tight loop if it keeps dying */
             evtimer_add(m->respawn_ev, &tv);
         }
+        free(w.report);
     }
     if (m->stopping && m->nw == 0)
         event_base_loopexit(m->base, NULL);
@@ -468,6 +505,7 @@ static void spawn(master_t *m, int gen) {
     }
     close(p[1]);
     close(bus[1]);
+    fcntl(p[0], F_SETFL, O_NONBLOCK); /* on_child reads what a dead one left */
     if (m->nw == m->capw) {
         m->capw = m->capw ? m->capw * 2 : 8;
         m->w = realloc(m->w, m->capw * sizeof *m->w);
@@ -579,6 +617,16 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg) {
         gust_stop(arg); /* the second call stops at once */
 }
 
+/* Tells the master why the app did not load; says it on stderr itself when
+ * the master cannot be told. */
+static void report_load_error(int ready_fd, const char *err) {
+    char msg[REPORT_MAX];
+    int n = snprintf(msg, sizeof msg, "E%s", err);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+    if (len < 2 || write(ready_fd, msg, len) != (ssize_t)len)
+        fprintf(stderr, "gust: %s\n", err);
+}
+
 int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
                     gust_metrics_t *metrics, int slot, int bus_fd) {
     struct event_base *base = event_base_new();
@@ -592,7 +640,7 @@ int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
     struct event *sigs[2] = {NULL, NULL};
     char err[4096];
     if (gust_load_app(s, o->app, err, sizeof err) != 0) {
-        fprintf(stderr, "gust: %s\n", err);
+        report_load_error(ready_fd, err);
         close(listen_fd);
         goto done;
     }

@@ -98,6 +98,44 @@ class ProcessModelTest(unittest.TestCase):
             self.assertEqual(old, children(s.proc.pid))
             self.assertEqual(200, get(s.port)[0])
 
+    def test_a_failed_reload_is_one_honest_error_line(self):
+        # With two workers the master kills the second loader itself once the
+        # first fails: that is no worker dying, and nothing is restarted.
+        with Server(self.app, "--workers", "2") as s:
+            old = children(s.proc.pid)
+            with open(self.app, "a") as f:
+                f.write("\nthis is not lua (\n")
+            os.kill(s.proc.pid, signal.SIGHUP)
+            self.assertIsNotNone(s.wait_stderr(r"\[error\] reload failed: \S*app\.lua:\d+:",
+                                               timeout=5), s.stderr())
+            self.assertEqual(old, wait_for(lambda: (lambda c: c if c == old else None)(
+                children(s.proc.pid))), s.stderr())
+            time.sleep(0.3)  # a report of the other loader's end would be out by now
+            err = s.stderr()
+            self.assertNotIn("died", err)
+            self.assertNotIn("starting another", err)
+            self.assertEqual(1, len(re.findall("reload failed", err)), err)
+            self.assertEqual(1, len(re.findall(r"app\.lua:\d+:", err)), err)  # said once
+            self.assertEqual("v1", get(s.port)[1].split()[0])
+            # ... and the next reload, of a mended app, goes through.
+            shutil.copy(APP_SRC, self.app)
+            self.edit('VERSION = "v1"', 'VERSION = "v2"')
+            os.kill(s.proc.pid, signal.SIGHUP)
+            self.assertIsNotNone(wait_for(lambda: get(s.port)[1].startswith("v2")), s.stderr())
+
+    def test_a_loader_killed_by_a_signal_fails_the_reload(self):
+        # No load error to tell: the reason is how the loader ended.
+        with Server(self.app) as s:
+            old = children(s.proc.pid)
+            self.edit('local VERSION = "v1"',
+                      'os.execute("kill -9 " .. core.pid()); while true do end')
+            os.kill(s.proc.pid, signal.SIGHUP)
+            self.assertIsNotNone(s.wait_stderr(r"\[error\] reload failed: loader ended by "
+                                               r"signal 9\b", timeout=5), s.stderr())
+            self.assertNotIn("died", s.stderr())
+            self.assertEqual(old, children(s.proc.pid))
+            self.assertEqual(200, get(s.port)[0])
+
     def test_reload_flag_follows_file_changes(self):
         with Server(self.app, "--reload") as s:
             self.assertEqual("v1", get(s.port)[1].split()[0])
