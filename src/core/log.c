@@ -1,5 +1,6 @@
 /*
- * log.c -- "2026-11-26 14:00:00 [warn] message" lines on stderr.
+ * log.c -- "2026-11-26 14:00:00 [warn] message" lines on stderr, and the
+ * escaping that keeps text from a peer from forging or breaking a line.
  */
 #include "log.h"
 
@@ -39,4 +40,40 @@ void gust_log(const gust_log_t *log, int level, const char *fmt, ...) {
     /* One write per line keeps lines whole when several workers share stderr. */
     fwrite(line, 1, n, stderr);
     fflush(stderr);
+}
+
+static size_t escaped_len(unsigned char c) {
+    return c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? 4 : 1;
+}
+
+size_t gust_log_escape(const char *s, size_t n, char *out, size_t outlen) {
+    static const char hex[] = "0123456789abcdef";
+    if (outlen == 0)
+        return 0;
+    /* How much of s fits whole; if not all of it, how much leaves room for
+     * the "..." that says it was cut. */
+    size_t room = outlen - 1, need = 0, end = 0, cut = 0;
+    for (; end < n && need + escaped_len((unsigned char)s[end]) <= room; end++) {
+        need += escaped_len((unsigned char)s[end]);
+        if (need + 3 <= room)
+            cut = end + 1;
+    }
+    if (end < n)
+        end = cut;
+    size_t pos = 0;
+    for (size_t i = 0; i < end; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (escaped_len(c) == 1) {
+            out[pos++] = (char)c;
+        } else {
+            out[pos++] = '\\';
+            out[pos++] = 'x';
+            out[pos++] = hex[c >> 4];
+            out[pos++] = hex[c & 15];
+        }
+    }
+    for (int dots = 0; end < n && dots < 3 && pos < room; dots++)
+        out[pos++] = '.';
+    out[pos] = '\0';
+    return pos;
 }

@@ -29,6 +29,7 @@
 #include <event2/event.h>
 
 #include "master.h"
+#include "core/log.h"
 #include "core/shdict.h"
 #include "lua/lua_pubsub.h"
 #include "lua/server.h"
@@ -328,10 +329,18 @@ static void on_load_timeout(evutil_socket_t fd, short what, void *arg) {
  * whether its loop is held. A hold past --block-warn that the worker could
  * not report itself (blocked outside Lua code) is reported here; one past
  * --block-kill, or a drain past its deadline, ends the worker. */
+/* What the slot says the worker is handling ("GET /path"), for a log line:
+ * the target comes from the peer, and the worker may be rewriting it. */
+static void slot_what(const gust_metrics_slot_t *slot, char *out, size_t outlen) {
+    gust_log_escape(slot->what, strnlen(slot->what, sizeof slot->what), out, outlen);
+}
+
 static void kill_worker(master_t *m, worker_t *w, const char *why) {
     gust_metrics_slot_t *slot = &m->metrics->slot[w->slot];
+    char doing[GUST_LOG_ESCAPED_MAX(sizeof slot->what)];
+    slot_what(slot, doing, sizeof doing);
     fprintf(stderr, "gust: [error] worker %d %s%s%s; killing it%s\n%s\n", (int)w->pid, why,
-            slot->what[0] ? " handling " : "", slot->what,
+            doing[0] ? " handling " : "", doing,
             m->stopping || w->state == W_DRAINING ? "" : " and starting another",
             slot->trace[0] ? slot->trace : "stack traceback:\n\t(no Lua sample taken)");
     w->killed = 1;
@@ -365,9 +374,11 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
         } else if (c->block_warn_ms > 0 && held * 1000 >= c->block_warn_ms + 1000 &&
                    !slot->warned && w->reported != since) {
             w->reported = since;
+            char doing[GUST_LOG_ESCAPED_MAX(sizeof slot->what)];
+            slot_what(slot, doing, sizeof doing);
             fprintf(stderr, "gust: [warn] worker %d blocked the loop for %.0f ms%s%s "
                             "(outside Lua code: no traceback)\n",
-                    (int)w->pid, held * 1000, slot->what[0] ? " handling " : "", slot->what);
+                    (int)w->pid, held * 1000, doing[0] ? " handling " : "", doing);
         }
     }
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "http_parser.h"
+#include "log.h"
 #include "mem.h"
 
 #include "check.h"
@@ -1240,6 +1241,101 @@ static void test_free(void) {
     }
 }
 
+/* ---- log escaping (log.c) ---------------------------------------------
+ * Here until log.c has a test program of its own (tests/c/test_log.c needs
+ * a line in CMakeLists.txt): it is what request text goes through on its
+ * way into a log line. */
+
+#define ESCAPED(in, want) check_escaped(in, sizeof(in) - 1, want, __LINE__)
+
+static void check_escaped(const char *in, size_t n, const char *want, int line) {
+    char out[512];
+    memset(out, '#', sizeof out);
+    size_t len = gust_log_escape(in, n, out, sizeof out);
+    if (len == strlen(want) && strcmp(out, want) == 0)
+        npass++;
+    else
+        check_fail(__FILE__, line, "escaped to \"%s\" (%zu), want \"%s\"", out, len, want);
+}
+
+/* Undoes the escaping; returns the length, or -1 for a byte that should
+ * have been escaped or a broken escape. */
+static int unescape(const char *s, char *out) {
+    int n = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f || c == '"')
+            return -1;
+        if (c == '\\') {
+            unsigned v;
+            if (s[1] != 'x' || !s[2] || !s[3] || sscanf(s + 2, "%2x", &v) != 1)
+                return -1;
+            out[n++] = (char)v;
+            s += 3;
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    return n;
+}
+
+static void test_log_escape(void) {
+    ESCAPED("/a/b?c=d&e=%20", "/a/b?c=d&e=%20"); /* printable ASCII as it is */
+    ESCAPED("", "");
+    ESCAPED("a b", "a b");
+    ESCAPED("\r\n\t\x1b[31mred\x7f", "\\x0d\\x0a\\x09\\x1b[31mred\\x7f");
+    ESCAPED("a\"b\\c", "a\\x22b\\x5cc"); /* cannot close a quoted field */
+    ESCAPED("\xc3\xa9", "\xc3\xa9");          /* UTF-8 stays readable */
+    ESCAPED("a\0b", "a\\x00b");
+    /* A request target that tries to forge a second access-log line. */
+    ESCAPED("/x HTTP/1.1\" 200 5 0.10ms\n10.0.0.1 \"GET /admin",
+            "/x HTTP/1.1\\x22 200 5 0.10ms\\x0a10.0.0.1 \\x22GET /admin");
+
+    /* Every byte value: no control byte, '"' or lone '\\' is left, it
+     * decodes back to the input, and GUST_LOG_ESCAPED_MAX is enough. */
+    char all[256], out[GUST_LOG_ESCAPED_MAX(256)], back[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (char)(255 - i);
+    size_t len = gust_log_escape(all, sizeof all, out, sizeof out);
+    CHECK_INT(len, strlen(out));
+    CHECK(strstr(out, "...") == NULL);
+    CHECK_INT(unescape(out, back), 256);
+    CHECK(memcmp(back, all, sizeof all) == 0);
+
+    /* Too long: cut between escapes, never inside one, and marked. */
+    char small[8];
+    CHECK_INT(gust_log_escape(LIT("abcdefgh"), small, sizeof small), 7);
+    CHECK_STR(small, "abcd...");
+    CHECK_INT(gust_log_escape(LIT("abcdefg"), small, sizeof small), 7); /* fits exactly */
+    CHECK_STR(small, "abcdefg");
+    CHECK_INT(gust_log_escape(LIT("\x01\x02\x03"), small, sizeof small), 7);
+    CHECK_STR(small, "\\x01...");
+    CHECK_INT(gust_log_escape(LIT("a\x01\x02"), small, sizeof small), 4);
+    CHECK_STR(small, "a...");
+    for (size_t cap = 1; cap <= 24; cap++) {
+        char buf[24];
+        memset(buf, '#', sizeof buf);
+        size_t n = gust_log_escape(LIT("ab\ncd\"ef\x7fgh"), buf, cap);
+        CHECK(n < cap && buf[n] == '\0');
+        CHECK(memchr(buf, '#', n) == NULL);
+        if (cap < sizeof buf)
+            CHECK(buf[cap] == '#'); /* nothing written past outlen */
+        char copy[24];
+        strcpy(copy, buf);
+        char *dots = strstr(copy, "...");
+        if (dots)
+            *dots = '\0';
+        else
+            CHECK(strcmp(copy, "ab\\x0acd\\x22ef\\x7fgh") == 0 || n < 3);
+        CHECK(unescape(copy, back) >= 0 || n < 3); /* no escape left half */
+    }
+    char one = '#';
+    CHECK_INT(gust_log_escape(LIT("abc"), &one, 0), 0);
+    CHECK(one == '#'); /* outlen 0: nothing written */
+    CHECK_INT(gust_log_escape(LIT("abc"), &one, 1), 0);
+    CHECK(one == '\0');
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0); /* keep the order with stderr */
     RUN(test_simple_get);
@@ -1271,5 +1367,6 @@ int main(void) {
     RUN(test_header_lookup);
     RUN(test_reset);
     RUN(test_free);
+    RUN(test_log_escape);
     return check_report("test_http_parser");
 }

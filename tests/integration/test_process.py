@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -135,6 +136,21 @@ class ProcessModelTest(unittest.TestCase):
             self.assertNotIn("died", s.stderr())
             self.assertEqual(old, children(s.proc.pid))
             self.assertEqual(200, get(s.port)[0])
+
+    def test_a_killed_worker_is_named_with_its_request_escaped(self):
+        # The master names what a worker it kills was handling; the target
+        # comes from the peer ('"', '\\' and HTAB get through llhttp).
+        with Server(os.path.join(APPS, "faults.lua"), "--block-kill", "1") as s:
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            try:
+                c.sendall(b'GET /spin?q="a\\b\tc HTTP/1.1\r\nHost: x\r\n\r\n')
+                m = s.wait_stderr(r"\[error\] worker \d+ held its loop for [\d.]+ s "
+                                  r"handling (.*?); killing it", timeout=8)
+                self.assertIsNotNone(m, s.stderr())
+                self.assertEqual(r"GET /spin?q=\x22a\x5cb\x09c", m.group(1))
+            finally:
+                c.close()
+            self.assertEqual(200, wait_for(lambda: get(s.port, "/pid")[0]))
 
     def test_reload_flag_follows_file_changes(self):
         with Server(self.app, "--reload") as s:
