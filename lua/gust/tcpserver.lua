@@ -35,7 +35,7 @@ function TCPServer:extend()
   return cls
 end
 
-function TCPServer:handle_stream(stream, address)
+function TCPServer:handle_stream(_stream, _address)
   error("TCPServer:handle_stream() must be defined by the subclass", 2)
 end
 
