@@ -25,10 +25,11 @@
 -- websocket_close_timeout (5 s to wait for the peer's close),
 -- websocket_compression (permessage-deflate, RFC 7692).
 local core = require "gust.core"
-local web = require "gust.web"
 local log = require "gust.log"
 local escape = require "gust.escape"
 local httputil = require "gust.httputil"
+local errors = require "gust.web.errors"
+local handler = require "gust.web.handler"
 
 local type, tostring, tonumber, error = type, tostring, tonumber, error
 local pairs, setmetatable, rawget = pairs, setmetatable, rawget
@@ -43,7 +44,7 @@ local co_running = coroutine.running
 local sha1, b64encode, b64decode = core.sha1, core.b64encode, core.b64decode
 local random_bytes = core.random_bytes
 local json_encode = escape.json_encode
-local HTTPError = web.HTTPError
+local HTTPError = errors.HTTPError
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -119,7 +120,7 @@ end
 ------------------------------------------------------------------------------
 -- WebSocketHandler
 
-local WebSocketHandler = web.RequestHandler:extend()
+local WebSocketHandler = handler.RequestHandler:extend()
 WebSocketHandler.__name = "gust.websocket.WebSocketHandler"
 _M.WebSocketHandler = WebSocketHandler
 
@@ -164,7 +165,7 @@ local function response_head(self, key, subprotocol, extensions)
   if extensions then lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. extensions .. "\r\n" end
   -- What prepare()/open-time code set: headers and cookies (as Tornado,
   -- which sends them on the 101).
-  local h = rawget(self, "_headers")
+  local h = self:_outgoing_headers()
   if h then
     for name, v in pairs(h) do
       local ln = lower(name)
@@ -174,10 +175,6 @@ local function response_head(self, key, subprotocol, extensions)
         for i = 1, #v do lines[#lines + 1] = name .. ": " .. tostring(v[i]) .. "\r\n" end
       end
     end
-  end
-  local cookies = rawget(self, "_new_cookies")
-  if cookies then
-    for i = 1, #cookies do lines[#lines + 1] = "Set-Cookie: " .. cookies[i][2] .. "\r\n" end
   end
   lines[#lines + 1] = "\r\n"
   return concat(lines)
@@ -232,24 +229,19 @@ function WebSocketHandler:get(...)
   if copts and offer then extensions = core.ws_negotiate(offer, copts) end
 
   local head = response_head(self, key, subprotocol, extensions)
-  local req = self._req
   -- Fields read from the handle must be read while it is open: logs name
   -- the peer long after the HTTP request is gone.
   local _ = self.request.remote_ip
   -- detach() hands over the socket (with its TLS session on HTTPS) and the
-  -- bytes read past the request, such as a client's first frame.
-  local stream, err = req:detach()
+  -- bytes read past the request, such as a client's first frame; the HTTP
+  -- part is then over, and nothing may answer this request again.
+  local stream, err = self:detach()
   if not stream then
     -- A client that left during the handshake is no news.
     local level = err == "closed" and log.debug or log.warn
     level("websocket upgrade %s: %s", self:_request_summary(), tostring(err))
     return
   end
-  -- The HTTP part is over: nothing may answer this request again.
-  self._headers_written = true
-  self._finished = true
-  self._auto_finish = false
-  web._inflight[req] = nil
   stream:write(head)
 
   -- A handler class may override any of these with a field of the same

@@ -1,12 +1,12 @@
--- gust.web_proxy: web.ProxyHandler, a reverse proxy to an HTTP backend
+-- gust.web.proxy: web.ProxyHandler, a reverse proxy to an HTTP backend
 -- (DESIGN §4.6), e.g. a Django app under gunicorn next to gust handlers:
 --
 --   {"/api/.*", web.ProxyHandler, {upstream = "http://127.0.0.1:8000"}}
 --
--- Kept apart from web.lua for size, and loaded the first time
--- web.ProxyHandler is read (it needs gust.httpclient). ProxyHandler is a
--- web.FallbackHandler whose container is a Proxy, so it forwards every
--- method, leaves the body unparsed and skips the XSRF check.
+-- gust.web loads it the first time web.ProxyHandler is read (it needs
+-- gust.httpclient). ProxyHandler is a web.FallbackHandler whose container
+-- is a Proxy, so it forwards every method, leaves the body unparsed and
+-- skips the XSRF check.
 --
 -- The request goes upstream with its URI unchanged (after the upstream's
 -- own path, if it has one: "http://b:8000/app" sends /x to /app/x), its
@@ -48,10 +48,11 @@ local traceback = debug.traceback
 
 local httpclient = require "gust.httpclient"
 local httputil = require "gust.httputil"
-local web = require "gust.web"
+local errors = require "gust.web.errors"
+local handlers = require "gust.web.handlers"
 
 local normalize_header_name = httputil.normalize_header_name
-local RESPONSES = web.responses
+local RESPONSES = errors.responses
 
 -- RFC 9110 §7.6.1: connection-specific headers, never forwarded.
 local HOP_BY_HOP = {
@@ -99,11 +100,11 @@ end
 ------------------------------------------------------------------------------
 -- Proxy: the container. proxy(handler) forwards the handler's request.
 
-local Proxy = { __name = "gust.web_proxy.Proxy" }
+local Proxy = { __name = "gust.web.proxy.Proxy" }
 Proxy.__index = Proxy
 
 function Proxy.__tostring(self)
-  return "<gust.web_proxy.Proxy " .. self.upstream .. ">"
+  return "<gust.web.proxy.Proxy " .. self.upstream .. ">"
 end
 
 -- The headers to send upstream.
@@ -247,7 +248,7 @@ function Proxy:forward(handler)
     error(format("upstream %s failed mid-response: %s", url, tostring(err)), 0)
   end
   local status = find(tostring(err), "timeout", 1, true) and 504 or 502
-  error(web.HTTPError(status, "upstream %s: %s", url, tostring(err)), 0)
+  error(errors.HTTPError(status, "upstream %s: %s", url, tostring(err)), 0)
 end
 
 Proxy.__call = Proxy.forward
@@ -295,22 +296,19 @@ function _M.Proxy(opts)
 end
 _M.ProxyClass = Proxy
 
--- new(web) -> ProxyHandler, built on web.FallbackHandler. One Proxy (and
--- one client, so one max_clients bound) per route, made at its first
--- request.
-function _M.new(w)
-  local ProxyHandler = w.FallbackHandler:extend()
-  ProxyHandler.__name = "gust.web.ProxyHandler"
-  local by_route = setmetatable({}, { __mode = "k" })
-  function ProxyHandler:initialize(kwargs)
-    local proxy = by_route[kwargs]
-    if proxy == nil then
-      proxy = new_proxy(kwargs, 4)
-      by_route[kwargs] = proxy
-    end
-    self.fallback = proxy
+-- ProxyHandler: one Proxy (and one client, so one max_clients bound) per
+-- route, made at its first request.
+local ProxyHandler = handlers.FallbackHandler:extend()
+ProxyHandler.__name = "gust.web.ProxyHandler"
+local by_route = setmetatable({}, { __mode = "k" })
+function ProxyHandler:initialize(kwargs)
+  local proxy = by_route[kwargs]
+  if proxy == nil then
+    proxy = new_proxy(kwargs, 4)
+    by_route[kwargs] = proxy
   end
-  return ProxyHandler
+  self.fallback = proxy
 end
+_M.ProxyHandler = ProxyHandler
 
 return _M
