@@ -279,6 +279,18 @@ function Req:abort()
   self._closed = true
 end
 
+-- The connection is handed over (a WebSocket): the handle is over, and a
+-- stand-in stream records what is written to it.
+function Req:detach()
+  note(self, "detach")
+  if self._closed or self.response then return nil, "closed" end
+  self._closed = true
+  local stream = { written = {} }
+  function stream.write(st, data) st.written[#st.written + 1] = data return true end
+  self.stream = stream
+  return stream
+end
+
 function Req:send_file(status, reason, headers, path, offset, length)
   note(self, "send_file")
   check_status(status, "send_file")
