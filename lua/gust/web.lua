@@ -9,6 +9,7 @@
 --                    on_close listeners, the close hook
 --   handler.lua      RequestHandler: life cycle, output, errors, arguments
 --   security.lua     cookies, signed cookies, XSRF, authenticated
+--   render.lua       templates: render, render_string
 --   handlers.lua     ErrorHandler, RedirectHandler, FallbackHandler,
 --                    MetricsHandler
 --   static.lua       StaticFileHandler

@@ -1,5 +1,5 @@
--- gust.web.handler: the RequestHandler life cycle, output, errors,
--- arguments and render.
+-- gust.web.handler: the RequestHandler life cycle, output, errors and
+-- arguments.
 -- Runs against a fake gust.core (tests/lua/fake_core.lua): each request
 -- runs app(req, method, path, query) in a coroutine as the core does, and
 -- the fake handle records what finish/flush/send_file were given.
@@ -660,44 +660,5 @@ describe("arguments", function()
                          post = function(self) self:get_body_argument("b") end })
     assert.equal(400, fetch(app_with(H2), "GET", "/").response.status)
     assert.equal(400, fetch(app_with(H2), "POST", "/?b=1").response.status)
-  end)
-end)
-
-describe("render", function()
-  local saved_loaded, saved_preload
-
-  before_each(function()
-    saved_loaded, saved_preload = package.loaded["gust.template"], package.preload["gust.template"]
-    fake.clear_logs()
-  end)
-  after_each(function()
-    package.loaded["gust.template"], package.preload["gust.template"] = saved_loaded, saved_preload
-  end)
-
-  it("fails clearly without gust.template", function()
-    package.loaded["gust.template"] = nil
-    package.preload["gust.template"] = function() error("module 'gust.template' not found") end
-    local H = handler({ get = function(self) self:render("x.html", {}) end })
-    local req = fetch(app_with(H), "GET", "/")
-    assert.equal(500, req.response.status)
-    assert.truthy(fake.find_log("error", "needs the gust.template module"))
-  end)
-
-  it("loads templates through gust.template's Loader", function()
-    local loaded = {}
-    package.loaded["gust.template"] = {
-      Loader = function(path)
-        return { load = function(_, name)
-          loaded[#loaded + 1] = path .. "/" .. name
-          return { generate = function(_, ns)
-            return "<p>" .. ns.name .. " " .. tostring(ns.handler ~= nil) .. "</p>"
-          end }
-        end }
-      end,
-    }
-    local H = handler({ get = function(self) self:render("page.html", { name = "N" }) end })
-    local req = fetch(app_with(H, { template_path = "/tpl-for-spec" }), "GET", "/")
-    assert.equal("<p>N true</p>", req.response.body)
-    assert.same({ "/tpl-for-spec/page.html" }, loaded)
   end)
 end)

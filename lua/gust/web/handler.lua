@@ -1,8 +1,8 @@
 -- gust.web.handler: RequestHandler, Tornado's handler life cycle over the
 -- request (gust.web.request) and the core's handle: output (status,
 -- headers, write, flush, finish, compression), errors and error pages,
--- arguments, templates, and taking the connection over (detach). Cookies
--- and XSRF come from gust.web.security, mixed in.
+-- arguments, and taking the connection over (detach). Cookies and XSRF
+-- (gust.web.security) and templates (gust.web.render) are mixed in.
 --
 -- Hot path: serve() runs for every request. A hello-world request
 -- allocates the handler, its request and one write buffer; no closure is
@@ -29,6 +29,7 @@ local httputil = require "gust.httputil"
 local log = require "gust.log"
 local errors = require "gust.web.errors"
 local request = require "gust.web.request"
+local render = require "gust.web.render"
 local security = require "gust.web.security"
 
 local xhtml_escape, json_encode = escape.xhtml_escape, escape.json_encode
@@ -130,8 +131,9 @@ RequestHandler.on_connection_close = noop
 RequestHandler.set_default_headers = noop
 RequestHandler.get_current_user = noop
 
--- Cookies, signed cookies and XSRF.
+-- Cookies, signed cookies and XSRF; templates.
 for name, fn in pairs(security.methods) do RequestHandler[name] = fn end
+for name, fn in pairs(render.methods) do RequestHandler[name] = fn end
 
 function RequestHandler:get_login_url()
   return self.settings.login_url
@@ -663,7 +665,7 @@ function RequestHandler:get_body_arguments(name, strip)
 end
 
 
--- Static URLs and templates -----------------------------------------------------
+-- Static URLs ---------------------------------------------------------------------
 
 function RequestHandler:static_url(path, include_host)
   self:require_setting("static_path", "static_url")
@@ -674,61 +676,6 @@ function RequestHandler:static_url(path, include_host)
     url = self.request.protocol .. "://" .. self.request.host .. url
   end
   return url
-end
-
-local template_loaders = {}
-
-local function template_module()
-  local ok, template = pcall(require, "gust.template")
-  if not ok then
-    error("render() needs the gust.template module, which could not be loaded: "
-          .. tostring(template), 3)
-  end
-  return template
-end
-
-function RequestHandler:create_template_loader(template_path)
-  local template = template_module()
-  local settings = self.settings
-  return template.Loader(template_path, {
-    autoescape = settings.autoescape,
-    whitespace = settings.template_whitespace,
-  })
-end
-
--- What every template sees besides the caller's vars. The functions are
--- made per render, never on the plain request path.
-function RequestHandler:get_template_namespace()
-  return {
-    handler = self,
-    request = self.request,
-    current_user = self.current_user,
-    settings = self.settings,
-    static_url = function(path) return self:static_url(path) end,
-    xsrf_form_html = function() return self:xsrf_form_html() end,
-    reverse_url = function(name, ...) return self:reverse_url(name, ...) end,
-  }
-end
-
-function RequestHandler:render_string(template_name, vars)
-  template_module()
-  local path = self.settings.template_path or "."
-  local loader = template_loaders[path]
-  if loader == nil then
-    loader = self:create_template_loader(path)
-    template_loaders[path] = loader
-  elseif self.settings.compiled_template_cache == false and loader.reset then
-    loader:reset()
-  end
-  local t = loader:load(template_name)
-  local ns = self:get_template_namespace()
-  if vars then for k, v in pairs(vars) do ns[k] = v end end
-  return t:generate(ns)
-end
-
-function RequestHandler:render(template_name, vars)
-  if self._finished then error("Cannot render() after finish()", 2) end
-  return self:finish(self:render_string(template_name, vars))
 end
 
 -- ETag check against If-None-Match (weak comparison, "*" matches), for
