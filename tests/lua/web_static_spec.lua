@@ -81,6 +81,56 @@ describe("StaticFileHandler", function()
     assert.equal(200, fetch(a, "GET", "/s/./sub/./index.html").response.status)
   end)
 
+  describe("with symlinks", function()
+    local links = { "dirlink", "filelink", "inlink", "sublink" }
+
+    setup(function()
+      assert(lfs.link("..", root .. "/static/dirlink", true))
+      assert(lfs.link("../secret.txt", root .. "/static/filelink", true))
+      assert(lfs.link("hello.txt", root .. "/static/inlink", true))
+      assert(lfs.link("sub", root .. "/static/sublink", true))
+    end)
+
+    teardown(function()
+      for _, l in ipairs(links) do os.remove(root .. "/static/" .. l) end
+    end)
+
+    it("refuses one that leads out of the root", function()
+      local a = app()
+      for _, uri in ipairs({ "/s/dirlink/secret.txt", "/s/filelink", "/s/dirlink/" }) do
+        local req = fetch(a, "GET", uri)
+        assert.equal(403, req.response.status, uri)
+        assert.is_nil(req.response.file, uri)
+      end
+    end)
+
+    it("follows one that stays inside", function()
+      local a = app()
+      local r = fetch(a, "GET", "/s/inlink").response
+      assert.equal(200, r.status)
+      assert.equal(root .. "/static/inlink", r.file.path)
+      r = fetch(a, "GET", "/s/sublink/index.html").response
+      assert.equal(200, r.status)
+    end)
+
+    it("follows any with settings.static_follow_symlinks", function()
+      local r = fetch(app(nil, { static_follow_symlinks = true }), "GET", "/s/dirlink/secret.txt").response
+      assert.equal(200, r.status)
+      assert.equal(200, fetch(app(nil, { static_follow_symlinks = true }), "GET", "/s/filelink")
+                          .response.status)
+    end)
+
+    it("resolves the root too, when the root itself is a link", function()
+      local linked_root = root .. "/rootlink"
+      assert(lfs.link("static", linked_root, true))
+      local a = app({ path = linked_root })
+      assert.equal(200, fetch(a, "GET", "/s/hello.txt").response.status)
+      assert.equal(200, fetch(a, "GET", "/s/inlink").response.status)
+      assert.equal(403, fetch(a, "GET", "/s/dirlink/secret.txt").response.status)
+      os.remove(linked_root)
+    end)
+  end)
+
   it("answers 404 for a missing file and 403 for a directory", function()
     assert.equal(404, fetch(app(), "GET", "/s/nope.txt").response.status)
     assert.equal(403, fetch(app(), "GET", "/s/sub").response.status)

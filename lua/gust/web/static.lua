@@ -5,8 +5,11 @@
 --
 -- The path is checked lexically (no NUL, no "..", not absolute, and the
 -- joined path must stay under the root) before the file system is asked
--- anything. Symlinks inside the root are followed, as Tornado's abspath
--- does.
+-- anything. Then the file it names, symlinks resolved (realpath), must be
+-- under the root's own resolved path: a symlink that stays inside the root
+-- is followed, one that leads out of it is a 403 -- unless the
+-- application's settings have static_follow_symlinks = true, for roots
+-- made of links to elsewhere on purpose.
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -16,6 +19,8 @@ local find, format, lower, match, sub = string.find, string.format, string.lower
 local concat = table.concat
 local floor = math.floor
 local io_open, getenv = io.open, os.getenv
+
+local ffi = require "ffi"
 
 local core = require "gust.core"
 local httputil = require "gust.httputil"
@@ -85,6 +90,19 @@ local function normalize(path)
   end
   return "/" .. concat(out, "/")
 end
+
+-- The canonical absolute path of an existing path (realpath(3)), or nil.
+-- One buffer serves every call: nothing yields in between.
+pcall(ffi.cdef, "char *realpath(const char *path, char *resolved_path);")
+local PATH_MAX = 4096
+local real_buf = ffi.new("char[?]", PATH_MAX + 1)
+
+local function realpath(path)
+  local r = ffi.C.realpath(path, real_buf)
+  if r == nil then return nil end
+  return ffi.string(r)
+end
+_M._realpath = realpath
 
 local root_cache = {}
 local function abspath(root)
@@ -189,9 +207,22 @@ function StaticFileHandler.get_absolute_path(_, root, path)
   return normalize(abspath(root) .. "/" .. path)
 end
 
+-- Raises 403 when `path` (which exists) resolves to somewhere outside the
+-- root's resolved path, unless the app follows symlinks. The root is
+-- resolved on every request: a deployment may point it somewhere new.
+local function check_resolved(self, root, path, rel)
+  if self.settings.static_follow_symlinks then return end
+  local real, real_root = realpath(path), realpath(abspath(root))
+  if real == nil or real_root == nil then error(HTTPError(404, "%s not found", rel), 0) end
+  local prefix = real_root == "/" and "/" or real_root .. "/"
+  if sub(real .. "/", 1, #prefix) ~= prefix then
+    error(HTTPError(403, "%s is not in root static directory", rel), 0)
+  end
+end
+
 -- -> the file to serve, or nil after redirecting a directory to its
--- "/" form. Raises 403 outside the root or for a non-file, 404 when
--- missing.
+-- "/" form. Raises 403 outside the root (lexically, or once symlinks are
+-- resolved) or for a non-file, 404 when missing.
 function StaticFileHandler:validate_absolute_path(root, absolute_path)
   local rel = self.path
   if find(rel, "%z") or sub(rel, 1, 1) == "/" or find("/" .. rel .. "/", "/%.%./") then
@@ -203,6 +234,7 @@ function StaticFileHandler:validate_absolute_path(root, absolute_path)
     error(HTTPError(403, "%s is not in root static directory", rel), 0)
   end
   local kind, size, mtime = stat(absolute_path)
+  if kind ~= nil then check_resolved(self, root, absolute_path, rel) end
   if kind == "directory" and self.default_filename then
     local rpath = self.request.path
     if sub(rpath, -1) ~= "/" then
@@ -214,8 +246,9 @@ function StaticFileHandler:validate_absolute_path(root, absolute_path)
     end
     absolute_path = absolute_path .. "/" .. self.default_filename
     kind, size, mtime = stat(absolute_path)
+    if kind ~= nil then check_resolved(self, root, absolute_path, rel) end
   end
-  if kind == nil then error(HTTPError(404), 0) end
+  if kind == nil then error(HTTPError(404, "%s not found", rel), 0) end
   if kind ~= "file" then error(HTTPError(403, "%s is not a file", rel), 0) end
   self._size, self.modified = size, mtime
   return absolute_path
