@@ -38,7 +38,6 @@ local find, match, lower, gsub, format, sub = string.find, string.match, string.
   string.gsub, string.format, string.sub
 local gmatch = string.gmatch
 local concat = table.concat
-local traceback = debug.traceback
 local co_running = coroutine.running
 
 local sha1, b64encode, b64decode = core.sha1, core.b64encode, core.b64decode
@@ -107,7 +106,7 @@ end
 -- Runs a handler hook; an error in it is logged and closes the connection
 -- with 1011, as Tornado does.
 local function run_callback(self, name, fn, ...)
-  local ok, err = xpcall(fn, traceback, self, ...)
+  local ok, err = xpcall(fn, log.traceback, self, ...)
   if not ok then
     log.error("Uncaught exception in %s %s: %s", tostring(name), self:_request_summary(),
               tostring(err))

@@ -128,7 +128,8 @@ function Input:lines()
 end
 
 ------------------------------------------------------------------------------
--- wsapi_env.error: one shared stream; each write is one log line.
+-- wsapi_env.error: one shared stream; each write is one log line (control
+-- bytes escaped, so a line cannot be split in two).
 
 local ErrorStream = { __name = "gust.wsapi.ErrorStream" }
 ErrorStream.__index = ErrorStream
@@ -138,7 +139,7 @@ function ErrorStream:write(...)
   local parts = { ... }
   for i = 1, n do parts[i] = tostring(parts[i]) end
   local s = gsub(concat(parts, "", 1, n), "[\r\n]+$", "")
-  if s ~= "" then log.error("wsapi: %s", s) end
+  if s ~= "" then log.error("wsapi: %s", log.escape(s)) end
   return self
 end
 

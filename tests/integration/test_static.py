@@ -1,6 +1,7 @@
 """StaticFileHandler against a real file system (apps/static_root.lua):
-symlinks that lead out of the root."""
+symlinks that lead out of the root, and request text in log lines."""
 import os
+import re
 import shutil
 import tempfile
 import unittest
@@ -75,3 +76,42 @@ class StaticFollowSymlinksTest(StaticSymlinkTest):
     def test_links_out_are_followed(self):
         self.assertEqual(get(self.port, "/static/dirlink/secret.txt")[::2], (200, b"secret outside\n"))
         self.assertEqual(get(self.port, "/static/filelink")[::2], (200, b"secret outside\n"))
+
+
+class LogInjectionTest(unittest.TestCase):
+    """Text from the request is written into log lines with its control
+    bytes as \\xHH: a client cannot end a line and forge the next one."""
+
+    FORGED = re.compile(r"^(\S+ \S+ )?\[(error|warn|info|debug)\] forged", re.M)
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root, cls.static = make_root()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def run_requests(self, paths):
+        with Server("static_root.lua", env={"GUST_TEST_STATIC_ROOT": self.static}) as server:
+            for path in paths:
+                raw = raw_request(server.port, b"GET " + path
+                                  + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", read_timeout=3)
+                self.assertIn(status_of(raw), (403, 404, 500), (path, raw[:200]))
+            server.wait_stderr(r"\\x0a.*forged", timeout=3)
+        return server.stderr()
+
+    def test_static_path(self):
+        err = self.run_requests([b"/static/foo%0a[error]%20forged",
+                                 b"/static/foo%0d%0a[warn]%20forged%0a/..",
+                                 b"/static/dirlink/x%0a[error]%20forged"])
+        self.assertIsNone(self.FORGED.search(err), err)
+        self.assertIn("foo\\x0a[error] forged", err)
+        self.assertIn("\\x0d\\x0a[warn] forged", err)
+
+    def test_error_message_in_traceback(self):
+        err = self.run_requests([b"/boom/x%0a[error]%20forged%0a"])
+        self.assertIsNone(self.FORGED.search(err), err)
+        self.assertIn("cannot do x\\x0a[error] forged\\x0a", err)
+        # the traceback itself keeps its lines
+        self.assertRegex(err, r"\nstack traceback:\n")

@@ -144,6 +144,19 @@ describe("life cycle", function()
     assert.is_false(web.is_http_error("x"))
   end)
 
+  it("escapes request text in what it logs", function()
+    local H = handler({
+      get = function(_, name) error(web.HTTPError(404, "no page %s", name)) end,
+      post = function(_, name) error("cannot post " .. name) end,
+    })
+    local a = app_with(H, nil, "/p/(.*)")
+    fetch(a, "GET", "/p/x%0a[error]%20forged")
+    fetch(a, "POST", "/p/y%0d%0a[error]%20forged")
+    local warn, err = fake.find_log("warn", "no page"), fake.find_log("error", "cannot post")
+    assert.equal("404 GET /p/x%0a[error]%20forged (127.0.0.1): no page x\\x0a[error] forged", warn.msg)
+    assert.truthy(err.msg:find("cannot post y\\x0d\\x0a[error] forged\nstack traceback:\n", 1, true))
+  end)
+
   it("turns any other error into a 500, logged with a traceback, hidden from the client", function()
     local function deep() error("boom in deep") end
     local H = handler({ get = function(self) self:write("partial") deep() end })

@@ -14,6 +14,7 @@ local format = string.format
 local traceback = debug.traceback
 
 local core = require "gust.core"
+local log = require "gust.log"
 
 -- Reason phrases (RFC 9110), status -> phrase: the core's own table, the
 -- one its status lines use. Error pages name them and set_status() checks
@@ -99,7 +100,9 @@ _M.Finish = Finish
 -- site, since the stack is gone once xpcall returns (Turbo's bug). It is
 -- handed over in a module variable rather than a table: xpcall returns
 -- right after the handler runs, with no yield in between, so the caller
--- reads it before any other coroutine can overwrite it.
+-- reads it before any other coroutine can overwrite it. The message is
+-- escaped as gust.log.escape does (it may quote the request, and the
+-- traceback is logged); the traceback's own lines stay lines.
 local last_traceback
 
 local function on_error(err)
@@ -110,14 +113,14 @@ local function on_error(err)
     end
   end
   local ok, msg = pcall(tostring, err)
-  last_traceback = traceback(ok and msg or "(error object is not a string)", 2)
+  last_traceback = traceback(log.escape(ok and msg or "(error object is not a string)"), 2)
   return err
 end
 
 local function take_traceback(err)
   local tb = last_traceback
   last_traceback = nil
-  if tb == nil and not is_http_error(err) then tb = tostring(err) end
+  if tb == nil and not is_http_error(err) then tb = log.escape(err) end
   return tb
 end
 

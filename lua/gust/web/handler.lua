@@ -42,6 +42,7 @@ local is_http_error, on_error, take_traceback = errors.is_http_error, errors.on_
 local new_request, request_finished = request.new, request.finished
 local parse_body, trim = request.parse_body, request.trim
 local add_cookie_headers = security.add_cookie_headers
+local log_escape = log.escape
 
 -- Verbs a handler may define, in the order an Allow header lists them.
 local SUPPORTED_METHODS = { "GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS" }
@@ -486,15 +487,20 @@ function RequestHandler:send_error(status, err, tb)
   if not self._finished then self:finish() end
 end
 
+-- "GET /uri (1.2.3.4)" for log lines, escaped (gust.log.escape): the URI
+-- is the client's.
 function RequestHandler:_request_summary()
   local r = self.request
-  return tostring(r.method) .. " " .. tostring(r.uri) .. " (" .. tostring(r.remote_ip) .. ")"
+  return log_escape(tostring(r.method) .. " " .. tostring(r.uri) .. " (" .. tostring(r.remote_ip)
+                    .. ")")
 end
 
+-- An HTTPError's log_message often quotes the request (a path, an argument
+-- name), so it is escaped too; a traceback keeps its lines.
 function RequestHandler:log_exception(err, tb)
   if is_http_error(err) then
     if err.log_message then
-      log.warn("%d %s: %s", err.status_code, self:_request_summary(), err.log_message)
+      log.warn("%d %s: %s", err.status_code, self:_request_summary(), log_escape(err.log_message))
     end
   else
     log.error("Uncaught exception %s\n%s", self:_request_summary(), tb or tostring(err))

@@ -19,7 +19,6 @@ local setmetatable, rawget, rawset = setmetatable, rawget, rawset
 local unpack = unpack or table.unpack -- luacheck: ignore 143
 local byte, find, format, lower, match = string.byte, string.find, string.format,
   string.lower, string.match
-local traceback = debug.traceback
 
 local core = require "gust.core"
 local httputil = require "gust.httputil"
@@ -159,7 +158,7 @@ end
 -- ignored, as in Tornado; _execute turns it into a 400 for other verbs.
 local function lazy_body(r, k)
   local ok, err = parse_body(r)
-  if not ok then log.warn("%s", err) end
+  if not ok then log.warn("%s", log.escape(err)) end
   return rawget(r, k)
 end
 function BUILDERS.body_arguments(r) return lazy_body(r, "body_arguments") end
@@ -205,7 +204,7 @@ end
 local inflight = {}
 
 local function call_listener(fn, ...)
-  local ok, err = xpcall(fn, traceback, ...)
+  local ok, err = xpcall(fn, log.traceback, ...)
   if not ok then log.error("Exception in on_close callback: %s", tostring(err)) end
 end
 

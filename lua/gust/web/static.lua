@@ -326,13 +326,13 @@ end
 function StaticFileHandler.get_content_version(_, abs)
   local f = io_open(abs, "rb")
   if not f then
-    log.error("Could not open static file %s", abs)
+    log.error("Could not open static file %s", log.escape(abs))
     return nil
   end
   local data = f:read("*a")
   f:close()
   if data == nil then
-    log.error("Could not read static file %s", abs)
+    log.error("Could not read static file %s", log.escape(abs))
     return nil
   end
   return sub(core.hex(core.sha1(data)), 1, 8)
