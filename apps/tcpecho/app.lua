@@ -9,7 +9,7 @@ local ioloop = require "gust.ioloop"
 local iostream = require "gust.iostream"
 local netutil = require "gust.netutil"
 
-local function handle_connection(connection, address)
+local function handle_connection(connection, _address)
   local stream = iostream.IOStream(connection)
   while true do
     local line = stream:read_until("\n", 64 * 1024)
@@ -19,7 +19,7 @@ local function handle_connection(connection, address)
   stream:close()
 end
 
-local function connection_ready(sock, fd, events)
+local function connection_ready(sock, _fd, _events)
   while true do
     local connection, address = sock:accept()
     if not connection then return end     -- "EAGAIN": no more waiting

@@ -10,7 +10,6 @@ local log = require "gust.log"
 
 local setmetatable = setmetatable
 local xpcall = xpcall
-local traceback = debug.traceback
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -35,7 +34,7 @@ function TCPServer:extend()
   return cls
 end
 
-function TCPServer:handle_stream(stream, address)
+function TCPServer:handle_stream(_stream, _address)
   error("TCPServer:handle_stream() must be defined by the subclass", 2)
 end
 
@@ -43,7 +42,7 @@ end
 function TCPServer:listen(port, address)
   local server = self
   local listener, err = core.listen_stream(function(stream, addr)
-    local ok, e = xpcall(server.handle_stream, traceback, server, stream, addr)
+    local ok, e = xpcall(server.handle_stream, log.traceback, server, stream, addr)
     if not ok then
       log.error("Error in connection callback: %s", e)
       stream:close()

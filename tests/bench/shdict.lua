@@ -2,7 +2,8 @@
 -- set, get (hits and misses), incr, add that fails, delete, on a 64 MiB dict
 -- holding 10,000 keys. Each operation takes the dict's process-shared lock,
 -- uncontended here.
--- Run: LUA_CPATH='build/lib/?.so;;' luajit -e 'package.path="lua/?.lua;lua/?/init.lua;"..package.path' tests/bench/shdict.lua [N]
+-- Run: LUA_CPATH='build/lib/?.so;;' \
+--   luajit -e 'package.path="lua/?.lua;lua/?/init.lua;"..package.path' tests/bench/shdict.lua [N]
 local core = require "gust.core"
 local shared = require "gust.shared"
 

@@ -1,5 +1,6 @@
 -- One million timers scheduled and fired on the real loop (DESIGN §4.2).
--- Run: LUA_CPATH='build/lib/?.so;;' luajit -e 'package.path="lua/?.lua;lua/?/init.lua;"..package.path' tests/bench/timers.lua [N]
+-- Run: LUA_CPATH='build/lib/?.so;;' \
+--   luajit -e 'package.path="lua/?.lua;lua/?/init.lua;"..package.path' tests/bench/timers.lua [N]
 local core = require "gust.core"
 local testing = require "gust.testing"
 

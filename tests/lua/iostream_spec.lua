@@ -2,7 +2,7 @@
 -- loopback sockets on the real loop.
 local core = require "gust.core"
 local ioloop = require "gust.ioloop"
-local iostream = require "gust.iostream"
+require "gust.iostream" -- the module under test loads on its own
 local netutil = require "gust.netutil"
 local tcpclient = require "gust.tcpclient"
 local tcpserver = require "gust.tcpserver"
@@ -175,7 +175,7 @@ describe("gust.netutil and IOLoop.add_handler", function()
       local sock = assert(netutil.bind_sockets(0, "127.0.0.1"))[1]
       sock:setblocking(false)
       local accepted = {}
-      loop:add_handler(sock:fileno(), function(fd, events)
+      loop:add_handler(sock:fileno(), function(_fd, events)
         assert.equal(ioloop.READ, events)
         while true do
           local conn, address = sock:accept()

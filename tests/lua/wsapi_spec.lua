@@ -583,7 +583,7 @@ describe("web.ProxyHandler", function()
   end)
 
   it("checks its options", function()
-    local proxy = require "gust.web_proxy"
+    local proxy = require "gust.web.proxy"
     assert.has_error(function() proxy.Proxy({}) end)
     assert.has_error(function() proxy.Proxy({ upstream = "ftp://x" }) end)
     assert.has_error(function() proxy.Proxy({ upstream = "http://x/?q" }) end)

@@ -10,7 +10,7 @@ local app = {settings = {
   body_timeout = 1,
 }}
 
-return setmetatable(app, {__call = function(self, req, method, path, query)
+return setmetatable(app, {__call = function(_self, req, method, path, query)
   if path == "/sleep" then
     -- longer than every timeout above: a request being handled is not idle
     core.sleep(tonumber(query:match("n=([%d.]+)")) or 1.5)

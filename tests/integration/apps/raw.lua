@@ -7,7 +7,7 @@ local closes = 0          -- close-hook calls
 local forever_started = 0 -- /forever requests begun
 local forever_done = 0    -- /forever handlers that noticed and returned
 
-core.set_close_hook(function(req)
+core.set_close_hook(function(_req)
   closes = closes + 1
 end)
 
@@ -59,7 +59,7 @@ routes["/echo"] = function(req, method, path, query)
   })
 end
 
-routes["/sleep"] = function(req, method, path, query)
+routes["/sleep"] = function(req, _method, _path, query)
   local n = tonumber(parse_query(query).n) or 0.5
   local t0 = core.now()
   core.sleep(n)
@@ -69,11 +69,11 @@ end
 
 -- /stream?n=3&delay=0.3: n chunks, each flushed, with a pause between.
 -- Each chunk says when it was produced (core.time()).
-routes["/stream"] = function(req, method, path, query)
+routes["/stream"] = function(req, _method, _path, query)
   local q = parse_query(query)
   local n, delay = tonumber(q.n) or 3, tonumber(q.delay) or 0.3
   for i = 1, n do
-    local ok, err = req:flush(200, nil, {["Content-Type"] = "text/plain"},
+    local ok = req:flush(200, nil, {["Content-Type"] = "text/plain"},
                               string.format("chunk %d at %.3f\n", i, core.time()))
     if not ok then return end
     if i < n then core.sleep(delay) end
@@ -82,13 +82,13 @@ routes["/stream"] = function(req, method, path, query)
 end
 
 -- /status/N[?body=x]: status N; for 204/304 the core must drop the body.
-routes.status = function(req, method, path, query)
+routes.status = function(req, _method, path, query)
   local code = tonumber(path:match("^/status/(%d+)$"))
   local q = parse_query(query)
   req:finish(code, nil, {["X-Status"] = tostring(code)}, q.body or "")
 end
 
-routes["/error"] = function(req)
+routes["/error"] = function(_req)
   error("boom from the raw handler")
 end
 

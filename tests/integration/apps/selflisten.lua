@@ -3,7 +3,7 @@
 local core = require "gust.core"
 
 local n = 0
-local listener, err = core.listen(function(req, method, path, query)
+local listener, err = core.listen(function(req, method, path, _query)
   n = n + 1
   req:finish(200, nil, {["Content-Type"] = "text/plain"},
              string.format("self-listening %s %s #%d", method, path, n))

@@ -150,7 +150,7 @@ function Boom:post() local t = nil; return t.field end
 
 local CustomError = web.RequestHandler:extend()
 function CustomError:get() error(web.HTTPError(409, "conflict detail")) end
-function CustomError:write_error(status, err)
+function CustomError:write_error(status, _err)
   self:set_header("Content-Type", "text/plain")
   self:finish("custom error page " .. status)
 end

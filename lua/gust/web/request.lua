@@ -1,0 +1,284 @@
+-- gust.web.request: the request a handler serves (Tornado's
+-- HTTPServerRequest, self.request), over the core's "gust.request" handle.
+--
+-- method, path and query are set when it is made; everything else
+-- (headers, arguments, files, cookies, remote_ip, ...) is built by BUILDERS
+-- the first time it is read and then stored in the table, so later reads
+-- are plain hits and a hello-world request builds none of it.
+--
+-- A request is over when its response is finished, when its client goes
+-- away first, or, when its handler took the connection over (detach, for a
+-- WebSocket), once that handler is done with it; then its on_close
+-- listeners run, once.
+
+local _M = { _VERSION = "0.1.0" }
+
+local type, tostring, tonumber, select, error = type, tostring, tonumber, select, error
+local pairs, next, xpcall = pairs, next, xpcall
+local setmetatable, rawget, rawset = setmetatable, rawget, rawset
+local unpack = unpack or table.unpack -- luacheck: ignore 143
+local byte, find, format, lower, match = string.byte, string.find, string.format,
+  string.lower, string.match
+
+local core = require "gust.core"
+local httputil = require "gust.httputil"
+local log = require "gust.log"
+
+local HTTPHeaders = httputil.HTTPHeaders
+
+local function noop() end
+
+local Request = { __name = "gust.web.HTTPServerRequest" }
+local request_methods = {}
+local BUILDERS = {}
+
+function Request.__index(r, k)
+  local build = BUILDERS[k]
+  if build then
+    local v = build(r)
+    if v ~= nil then rawset(r, k, v) end
+    return v
+  end
+  return request_methods[k]
+end
+
+function Request.__tostring(r)
+  return format("HTTPServerRequest(protocol=%q, host=%q, method=%q, uri=%q, version=%q, remote_ip=%q)",
+                r.protocol, r.host, r.method, r.uri, r.version, r.remote_ip)
+end
+_M.HTTPServerRequest = Request
+
+------------------------------------------------------------------------------
+-- Fields built on first read
+
+-- A handle that is already closed answers nil, "closed"; the fallbacks keep
+-- late readers (logging after a disconnect) from tripping over nil.
+function BUILDERS.uri(r)
+  local uri = r._req:uri()
+  if uri then return uri end
+  if r.query ~= "" then return r.path .. "?" .. r.query end
+  return r.path
+end
+
+function BUILDERS.version(r) return r._req:version() or "HTTP/1.1" end
+function BUILDERS.headers(r) return HTTPHeaders.from_list(r._req:headers() or {}) end
+function BUILDERS.body(r) return r._req:body() or "" end
+
+local function is_valid_ip(ip)
+  if type(ip) ~= "string" or ip == "" or #ip > 45 then return false end
+  local a, b, c, d = match(ip, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if a then
+    return tonumber(a) < 256 and tonumber(b) < 256 and tonumber(c) < 256 and tonumber(d) < 256
+  end
+  return find(ip, ":", 1, true) ~= nil and find(ip, "^[%x:.]+$") ~= nil
+end
+_M._is_valid_ip = is_valid_ip
+
+local SPACE = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
+
+local function trim(s)
+  -- Most values have nothing to strip: two byte checks instead of a match.
+  if not SPACE[byte(s, 1)] and not SPACE[byte(s, -1)] then return s end
+  return match(s, "^%s*(.*%S)") or ""
+end
+
+-- With xheaders the proxy's view wins: the rightmost X-Forwarded-For entry
+-- that is not a trusted downstream proxy, then X-Real-Ip; invalid values are
+-- ignored so a client cannot inject garbage into logs (Tornado).
+function BUILDERS.remote_ip(r)
+  local ip = r._req:remote_ip() or ""
+  local settings = r._app.settings
+  if not settings.xheaders then return ip end
+  local h = r.headers
+  local cand = ip
+  local xff = h["X-Forwarded-For"]
+  if xff then
+    local trusted = settings.trusted_downstream
+    local parts = {}
+    for p in xff:gmatch("[^,]+") do parts[#parts + 1] = trim(p) end
+    for i = #parts, 1, -1 do
+      cand = parts[i]
+      local skip = false
+      if trusted then
+        for j = 1, #trusted do
+          if trusted[j] == cand then skip = true break end
+        end
+      end
+      if not skip then break end
+    end
+  end
+  cand = h["X-Real-Ip"] or cand
+  if is_valid_ip(cand) then return cand end
+  return ip
+end
+
+function BUILDERS.protocol(r)
+  local proto = r._req:protocol() or "http"
+  if r._app.settings.xheaders then
+    local h = r.headers
+    local p = h["X-Scheme"] or h["X-Forwarded-Proto"]
+    if p then
+      p = lower(trim(match(p, "([^,]*)$")))
+      if p == "http" or p == "https" then proto = p end
+    end
+  end
+  return proto
+end
+
+function BUILDERS.host(r) return r.headers["Host"] or "127.0.0.1" end
+
+function BUILDERS.host_name(r)
+  local host = lower(r.host)
+  return match(host, "^(.+):%d+$") or host
+end
+
+function BUILDERS.query_arguments(r) return httputil.parse_qs(r.query) end
+
+-- Fills body_arguments and files together. Returns true, or nil and the
+-- parser's message for a malformed body.
+local function parse_body(r)
+  local args, files = {}, {}
+  local ok, err = true, nil
+  -- The core passes the body length, so a bodiless request never asks it
+  -- for the body or the headers.
+  local body = r._body_len ~= 0 and r.body or ""
+  if body ~= "" then
+    local ctype = r.headers["Content-Type"]
+    if ctype then
+      ok, err = httputil.parse_body_arguments(ctype, body, args, files)
+      if not ok then args, files = {}, {} end
+    end
+  end
+  rawset(r, "body_arguments", args)
+  rawset(r, "files", files)
+  return ok, err
+end
+
+-- Read lazily (a GET with a body, say), a malformed body is logged and
+-- ignored, as in Tornado; _execute turns it into a 400 for other verbs.
+local function lazy_body(r, k)
+  local ok, err = parse_body(r)
+  if not ok then log.warn("%s", log.escape(err)) end
+  return rawget(r, k)
+end
+function BUILDERS.body_arguments(r) return lazy_body(r, "body_arguments") end
+function BUILDERS.files(r) return lazy_body(r, "files") end
+
+-- Without body arguments (every GET) the query's table is the answer
+-- itself: nothing to merge, so nothing is copied.
+function BUILDERS.arguments(r)
+  local body_arguments = r.body_arguments
+  if next(body_arguments) == nil then return r.query_arguments end
+  local out = {}
+  for name, list in pairs(r.query_arguments) do
+    local l = {}
+    for i = 1, #list do l[i] = list[i] end
+    out[name] = l
+  end
+  for name, list in pairs(body_arguments) do
+    local l = out[name]
+    if not l then l = {}; out[name] = l end
+    for i = 1, #list do l[#l + 1] = list[i] end
+  end
+  return out
+end
+
+function BUILDERS.cookies(r) return httputil.parse_cookie(r.headers["Cookie"]) end
+
+function request_methods:full_url()
+  return self.protocol .. "://" .. self.host .. self.uri
+end
+
+
+------------------------------------------------------------------------------
+-- The end of a request: its owner (the handler) and its on_close listeners.
+--
+-- A request is made for an owner, with a function the request calls,
+-- fn(owner), if the client goes away before the response is finished; it
+-- must not raise. The listeners added with on_close() run when the request
+-- is over for whatever reason, after that, in the order they were added,
+-- each under xpcall. The requests in flight are kept here, by core handle,
+-- for the core's close hook, which reports a client gone. A request over
+-- has _client_left = false.
+
+local inflight = {}
+
+local function call_listener(fn, ...)
+  local ok, err = xpcall(fn, log.traceback, ...)
+  if not ok then log.error("Exception in on_close callback: %s", tostring(err)) end
+end
+
+-- The request is over: it leaves the registry and its listeners run, once.
+local function finished(r)
+  if r._client_left == false then return end
+  r._client_left = false
+  inflight[r._req] = nil
+  local listeners = rawget(r, "_listeners")
+  if listeners then
+    r._listeners = nil
+    for i = 1, #listeners do
+      local l = listeners[i]
+      call_listener(l[1], unpack(l, 3, l[2] + 2))
+    end
+  end
+end
+_M.finished = finished
+
+local function client_left(req)
+  local r = inflight[req]
+  if r == nil then return end
+  r.connection_closed = true
+  r._client_left(rawget(r, "_owner"))
+  finished(r)
+end
+core.set_close_hook(client_left)
+
+-- request:on_close(fn, ...): fn(...) runs once when the request is over:
+-- its response finished, or its client gone first (then
+-- request.connection_closed is true), or, for a connection its handler took
+-- over (a WebSocket), when the handler's method returns (the session is
+-- over). Added when the request is already over, fn runs at once. An error
+-- in fn is logged.
+function request_methods:on_close(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'on_close' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if self._client_left == false then
+    call_listener(fn, ...)
+    return
+  end
+  local listeners = rawget(self, "_listeners")
+  if listeners == nil then
+    listeners = {}
+    self._listeners = listeners
+  end
+  listeners[#listeners + 1] = { fn, select("#", ...), ... }
+end
+
+-- new(app, req, method, path, query, body_len, on_client_left?, owner?)
+-- -> a request for the core handle req, in flight until finished();
+-- on_client_left(owner) runs if its client goes away first.
+function _M.new(app, req, method, path, query, body_len, on_client_left, owner)
+  local r = setmetatable({ _req = req, _app = app, method = method, path = path,
+                           query = query or "", _body_len = body_len,
+                           _client_left = on_client_left or noop, _owner = owner }, Request)
+  inflight[req] = r
+  return r
+end
+
+-- detach(request) -> stream | nil, err: the core hands over the request's
+-- connection (with its TLS session and the bytes read past the request)
+-- and stops reporting on it. The request is over when its new owner calls
+-- finished().
+function _M.detach(r)
+  local req = r._req
+  local stream, err = req:detach()
+  if not stream then return nil, err end
+  inflight[req] = nil
+  return stream
+end
+
+_M.parse_body = parse_body
+_M.trim = trim
+
+return _M
