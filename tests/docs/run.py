@@ -27,10 +27,13 @@ line "docs: N passed, N failed" that tests/run-all counts:
       lua run [file=NAME]      a luajit script on its own; must exit 0
       sh run                   a bash script; must exit 0
       text output              what the block before it prints (lua run/sh run)
+    A line of output that is a JSON object or array is compared as JSON, so
+    the order of keys (which Lua tables do not keep) does not matter.
       LANG file=NAME           saved as NAME in the page's directory, not run
     In every block, "127.0.0.1:8888" (the default address) is rewritten to
     the port the example app was given.
 """
+import json
 import os
 import re
 import select
@@ -228,9 +231,26 @@ def expected_regex(expected):
     return re.compile(rx + r"\Z")
 
 
+def canonical_json(line):
+    """A line that is a JSON object or array, with its keys sorted: Lua
+    tables have no key order, so neither does the comparison."""
+    s = line.strip()
+    if s[:1] in ("{", "[") and "..." not in s:
+        try:
+            return json.dumps(json.loads(s), sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False)
+        except ValueError:
+            pass
+    return line
+
+
+def normalise(text):
+    lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+    return "\n".join(canonical_json(l.rstrip()) for l in lines)
+
+
 def matches(expected, actual):
-    actual = "\n".join(l.rstrip() for l in actual.replace("\r\n", "\n").rstrip("\n").split("\n"))
-    return expected_regex(expected).match(actual) is not None
+    return expected_regex(normalise(expected)).match(normalise(actual)) is not None
 
 
 class Served:
