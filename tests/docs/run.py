@@ -215,19 +215,14 @@ def blocks_of(path):
 
 
 def expected_regex(expected):
-    parts = []
+    """Both sides are compared with a newline after every line."""
+    rx = ""
     for line in expected.rstrip("\n").split("\n"):
         line = line.rstrip()
         if line == "...":
-            parts.append(None)
+            rx += r"(?:[^\n]*\n)*?"
         else:
-            parts.append(".*?".join(re.escape(p) for p in line.split("...")))
-    rx = ""
-    for k, p in enumerate(parts):
-        if p is None:
-            rx += r"(?:[^\n]*\n)*?" if k < len(parts) - 1 else r"(?:[^\n]*(?:\n|$))*"
-        else:
-            rx += p + (r"\n" if k < len(parts) - 1 else "")
+            rx += ".*?".join(re.escape(p) for p in line.split("...")) + r"\n"
     return re.compile(rx + r"\Z")
 
 
@@ -246,7 +241,7 @@ def canonical_json(line):
 
 def normalise(text):
     lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
-    return "\n".join(canonical_json(l.rstrip()) for l in lines)
+    return "\n".join(canonical_json(l.rstrip()) for l in lines) + "\n"
 
 
 def matches(expected, actual):
