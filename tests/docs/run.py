@@ -361,7 +361,8 @@ def run_page(path, workroot):
                 proc = subprocess.run([GUST, "--check", app], cwd=cwd, env=lua_env(),
                                       capture_output=True, text=True, timeout=TIMEOUT)
                 report(proc.returncode == 0, "%s lua example (gust --check)" % where, proc.stderr)
-            elif (lang == "http" and "example" in kinds) or (lang == "lua" and "client" in kinds):
+            elif ((lang == "http" and "example" in kinds) or (lang == "lua" and "client" in kinds)
+                  or (lang == "sh" and "run" in kinds and app is not None and DEFAULT_ADDR.search(text))):
                 if app is None:
                     report(False, where, "no `lua example` app before this block")
                     continue
@@ -373,9 +374,16 @@ def run_page(path, workroot):
                         server.stop()
                         server = None
                         continue
+                if expected is not None:
+                    expected = rewrite(expected, server.port)
+                if lang == "sh":
+                    run_script(["bash", "-e", "-c", rewrite(text, server.port)], cwd,
+                               "%s sh run" % where, expected)
+                    continue
                 if lang == "http":
                     for cmd, want in commands_of(text):
                         name = "%s $ %s" % (where, cmd.split("\n")[0][:70])
+                        want = rewrite(want, server.port)
                         try:
                             proc = subprocess.run(["bash", "-c", rewrite(cmd, server.port)], cwd=cwd,
                                                   env=lua_env(), capture_output=True, text=True,
