@@ -14,6 +14,8 @@ line "docs: N passed, N failed" that tests/run-all counts:
     names something the header has;
   * the command line: every option `gust --help` prints is described in the
     man page source docs/man/gust.1.md and in docs/reference/cli.md;
+  * `make docs` (docs/build.sh, pandoc) builds, and the man page it makes has
+    every option;
   * the docs stand alone: no link or path outside the repository, and every
     relative link in docs/ and README.md leads to a file that exists;
   * the examples in docs/**/*.md and README.md, marked in their fence's info
@@ -162,6 +164,29 @@ def check_cli():
         missing = [o for o in options if not re.search(re.escape(o) + r"(?![\w-])", text)]
         report(not missing, "%s describes every option of gust --help (%d)" % (rel(doc), len(options)),
                "not described: " + ", ".join(missing))
+
+
+def check_docs_build():
+    """make docs: every page converts, and the man page has every option."""
+    if not shutil.which("pandoc"):
+        report(False, "make docs builds the HTML and gust(1)", "pandoc is missing: run make deps")
+        return
+    tmp = tempfile.mkdtemp(prefix="gust-docs-build-")
+    try:
+        proc = subprocess.run([os.path.join(DOCS, "build.sh"), tmp], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+        man = os.path.join(tmp, "docs", "gust.1")
+        if proc.returncode != 0 or not os.path.exists(man):
+            report(False, "make docs builds the HTML and gust(1)", proc.stdout + proc.stderr)
+            return
+        roff = open(man, encoding="utf-8").read().replace("\\-", "-")
+        out = subprocess.run([GUST, "--help"], capture_output=True, text=True, timeout=TIMEOUT).stdout
+        options = sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", out)))
+        missing = [o for o in options if o not in roff]
+        report(not missing, "make docs builds the HTML and gust(1), which has every option",
+               "not in the built man page: " + ", ".join(missing))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 FORBIDDEN = re.compile(r"\.\./shared|shared/DESIGN|shared/STYLE|/work/|DESIGN\.md|STYLE\.md")
@@ -426,6 +451,7 @@ def main():
             check_c_api()
             check_cli()
             check_standalone()
+            check_docs_build()
         workroot = tempfile.mkdtemp(prefix="gust-docs-")
         try:
             for path in md_files():
