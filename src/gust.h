@@ -24,8 +24,6 @@
 
 #include <stddef.h>
 
-#include <lua.h>
-
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -40,6 +38,12 @@ extern "C" {
 
 struct event_base;
 typedef struct gust_server gust_server_t;
+
+/* The two Lua types this header names, declared as lua.h does (a repeated
+ * identical typedef is valid C11 and C++), so that the header, and the core
+ * library that implements the request API, need no Lua headers. */
+typedef struct lua_State lua_State;
+typedef int (*lua_CFunction)(lua_State *L);
 
 /*
  * Server settings. The struct is public so callers can fill it; a zero or
@@ -62,6 +66,10 @@ typedef struct gust_config {
     int block_warn_ms;         /* log Lua that holds the loop longer; 200 */
     const char *tls_cert;      /* PEM certificate chain: serve HTTPS; NULL: HTTP */
     const char *tls_key;       /* PEM private key for tls_cert */
+    double block_kill;         /* seconds a worker's loop may be held before its
+                                  master replaces it; 30; < 0: never */
+    size_t max_lua_memory;     /* bytes the Lua heap may keep after a full
+                                  collection before the worker is replaced; 0: off */
 } gust_config_t;
 
 /** gust_config_t.port value asking the kernel for a free port. */
@@ -141,7 +149,9 @@ GUST_API int gust_port(gust_server_t *s);
 
 /**
  * Runs the loop until gust_stop() has drained the server or nothing is left
- * to wait for.
+ * to wait for. A server that made its own loop (base NULL) also stops
+ * gracefully on SIGTERM and SIGINT, and at once on a second one, as the
+ * gust command does; with the host's loop, signals are the host's.
  * @return 0 after a clean stop, -1 on a loop failure
  */
 GUST_API int gust_run(gust_server_t *s);
@@ -155,6 +165,83 @@ GUST_API void gust_stop(gust_server_t *s);
 
 /** The server's Lua state, borrowed: do not close it. */
 GUST_API lua_State *gust_lua(gust_server_t *s);
+
+/* ---- Answering requests in C ------------------------------------------ */
+
+/*
+ * A request is an object of its own, separate from the connection that
+ * carried it (HTTP/1.1 carries one at a time). It is valid from the call of
+ * the handler until its response is finished, it is aborted, or its client
+ * leaves -- whichever comes first; gust_request_on_close() tells a handler
+ * that answers later when that happens. Every function below must be called
+ * on the server's thread. Strings returned are borrowed from the request
+ * and stay valid as long as it does; they are not NUL-terminated unless
+ * said so.
+ */
+typedef struct gust_request gust_request_t;
+
+/** A C request handler; `arg` is what was given to gust_handle(). It must
+ * eventually answer (gust_request_respond() or gust_request_start() ...
+ * gust_request_end()), now or later from the loop. */
+typedef void (*gust_handler_fn)(gust_request_t *req, void *arg);
+
+/**
+ * Routes every request whose path is `prefix` or starts with `prefix` (the
+ * longest registered prefix wins) to `fn`, before the Lua app sees it.
+ * `prefix` is copied. Works for every listener of the server, including
+ * those opened later.
+ * @return 0, or -1 when prefix does not start with '/' or fn is NULL
+ */
+GUST_API int gust_handle(gust_server_t *s, const char *prefix, gust_handler_fn fn, void *arg);
+
+/** The method, NUL-terminated ("GET"). */
+GUST_API const char *gust_request_method(const gust_request_t *req);
+/** The path of the target, without the query ("/c/hello"), and its length. */
+GUST_API const char *gust_request_path(const gust_request_t *req, size_t *len);
+/** The query string after '?', "" when none. */
+GUST_API const char *gust_request_query(const gust_request_t *req, size_t *len);
+/** The value of the last header called `name` (any case), or NULL. */
+GUST_API const char *gust_request_header(const gust_request_t *req, const char *name,
+                                         size_t *len);
+/** The request body (already read whole, within max_body_size); "" when none. */
+GUST_API const char *gust_request_body(const gust_request_t *req, size_t *len);
+/** The client's address, NUL-terminated ("127.0.0.1", "unix" for Unix sockets). */
+GUST_API const char *gust_request_remote_ip(const gust_request_t *req);
+
+/**
+ * Answers at once: status, headers, body. `headers` is NULL or a
+ * NULL-terminated array of name, value pairs ({"Content-Type",
+ * "text/plain", NULL}); values must not contain CR or LF. Server, Date,
+ * Content-Length and a default Content-Type are added as for Lua handlers.
+ * The request is over when this returns.
+ * @return 0, or -1 when the client is gone or a header is invalid (the
+ *         request is then aborted)
+ */
+GUST_API int gust_request_respond(gust_request_t *req, int status, const char *const *headers,
+                                  const void *body, size_t len);
+
+/**
+ * Starts a streamed response (chunked on HTTP/1.1, close-delimited on
+ * HTTP/1.0); send the body with gust_request_write() and end it with
+ * gust_request_end().
+ * @return 0, or -1 as gust_request_respond()
+ */
+GUST_API int gust_request_start(gust_request_t *req, int status, const char *const *headers);
+
+/** Sends a piece of a started response now. Output the socket does not take
+ * at once is buffered.
+ * @return 0, or -1 when the client is gone (the request is over) */
+GUST_API int gust_request_write(gust_request_t *req, const void *data, size_t len);
+
+/** Ends a started response. The request is over when this returns.
+ * @return 0, or -1 when the client is gone */
+GUST_API int gust_request_end(gust_request_t *req);
+
+/** Registers `fn`, called once when the request ends without a response
+ * finished by the handler: its client left or the server closed it. After
+ * `fn` returns the request is invalid. */
+GUST_API void gust_request_on_close(gust_request_t *req, void (*fn)(gust_request_t *req, void *arg),
+                                    void *arg);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,8 @@
  * own to the app's scripts (DESIGN.md §5):
  *
  *     build/gust-embed --port 8080 apps/embed/app.lua
- *     curl http://127.0.0.1:8080/       -> values computed by the "host" module
+ *     curl http://127.0.0.1:8080/        -> values computed by the "host" module
+ *     curl http://127.0.0.1:8080/c/hello -> "Hello from C", answered in C
  *
  * It uses only the public API of gust.h and libgust, the way any embedder
  * would (`pkg-config --cflags --libs gust` once installed).
@@ -14,7 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 #include <lauxlib.h>
 
 #include "gust.h"
@@ -52,8 +52,17 @@ static int luaopen_host(lua_State *L) {
     return 1;
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg) {
-    gust_stop(arg); /* graceful; a second signal stops at once */
+/* GET /c/hello, answered in C beside the Lua app (gust_handle). */
+static void c_hello(gust_request_t *req, void *arg) {
+    static const char *const headers[] = {"Content-Type", "text/plain", NULL};
+    static const char body[] = "Hello from C";
+    if (strcmp(gust_request_method(req), "GET") != 0 &&
+        strcmp(gust_request_method(req), "HEAD") != 0) {
+        static const char *const allow[] = {"Allow", "GET, HEAD", NULL};
+        gust_request_respond(req, 405, allow, NULL, 0);
+        return;
+    }
+    gust_request_respond(req, 200, headers, body, sizeof body - 1);
 }
 
 int main(int argc, char **argv) {
@@ -71,19 +80,17 @@ int main(int argc, char **argv) {
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    struct event_base *base = event_base_new();
-    gust_server_t *s = base ? gust_server_new(&cfg, base) : NULL;
+    /* No event base of ours: the server makes its own loop, and with it
+     * stops gracefully on SIGTERM/SIGINT as the gust command does. */
+    gust_server_t *s = gust_server_new(&cfg, NULL);
     if (!s) {
         fprintf(stderr, "gust-embed: cannot create the server\n");
         return 1;
     }
     char err[GUST_ERR_LEN * 4];
     int rc = 1;
-    struct event *term = evsignal_new(base, SIGTERM, on_signal, s);
-    struct event *intr = evsignal_new(base, SIGINT, on_signal, s);
-    event_add(term, NULL);
-    event_add(intr, NULL);
     if (gust_preload(s, "host", luaopen_host) != 0 ||
+        gust_handle(s, "/c/hello", c_hello, NULL) != 0 ||
         gust_load_app(s, app, err, sizeof err) != 0) {
         fprintf(stderr, "gust-embed: %s\n", err);
         goto done;
@@ -95,8 +102,5 @@ int main(int argc, char **argv) {
     rc = gust_run(s) == 0 ? 0 : 1;
 done:
     gust_server_free(s);
-    event_free(term);
-    event_free(intr);
-    event_base_free(base);
     return rc;
 }

@@ -1,16 +1,12 @@
 /*
- * conn.c -- gust_conn_t: one accepted HTTP connection.
+ * conn.c -- gust_conn_t (conn.h): HTTP/1.1 over one accepted socket.
  *
  * A connection owns its socket, two evbuffers and three events (read, write,
  * one timer for whichever deadline applies). It reads, feeds the parser, and
- * hands each complete request to Lua (lua_request.c), one at a time so that
- * pipelined requests are answered in order. Output is written at once when
- * the socket takes it; only the rest waits for EV_WRITE, so a keep-alive
- * request costs one read and one write.
- *
- * Lifetime: `refs` counts the open socket plus every caller that may run Lua
- * (which can close the connection under it); the memory goes when the last
- * reference does, never inside a callback that still uses it.
+ * hands each complete request to the listener's handler (request.c), one at
+ * a time so that pipelined requests are answered in order. Output is written
+ * at once when the socket takes it; only the rest waits for EV_WRITE, so a
+ * keep-alive request costs one read and one write.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,10 +19,11 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
+#include <event2/event.h>
 
-#include "server.h"
+#include "conn.h"
+#include "listener.h"
+#include "mem.h"
 
 /* Bytes read ahead of a request that is still being handled; past this the
  * connection stops reading until the handler finishes. */
@@ -46,7 +43,7 @@ void gust_conn_incref(gust_conn_t *c) { c->refs++; }
 void gust_conn_decref(gust_conn_t *c) {
     if (--c->refs > 0)
         return;
-    gust_http_request_free(&c->req);
+    gust_http_request_free(&c->msg);
     gust_free(c);
 }
 
@@ -68,20 +65,19 @@ static void set_reading(gust_conn_t *c, int on) {
 }
 
 void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int salen) {
-    gust_server_t *s = l->server;
+    gust_core_t *s = l->core;
     if (s->stopping) {
         close(fd);
         return;
     }
     gust_conn_t *c = gust_calloc(1, sizeof *c);
-    c->server = s;
+    c->core = s;
     c->listener = l;
-    l->refs++;
+    gust_listener_incref(l);
     c->fd = fd;
     c->refs = 1;
     c->state = CONN_IDLE;
-    c->handle_ref = c->flush_ref = LUA_NOREF;
-    gust_http_request_init(&c->req, &l->limits);
+    gust_http_request_init(&c->msg, &l->limits);
     if (sa->sa_family == AF_INET) {
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->remote_ip,
                   sizeof c->remote_ip);
@@ -92,18 +88,8 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
         strcpy(c->remote_ip, "unix");
     }
     c->is_tcp = sa->sa_family != AF_UNIX;
-    if (s->tls_ctx) {
-        c->ssl = SSL_new(s->tls_ctx);
-        if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
-            gust_log(&s->log, GUST_LOG_ERROR, "tls: cannot set up a connection");
-            SSL_free(c->ssl);
-            c->ssl = NULL;
-        } else {
-            SSL_set_accept_state(c->ssl);
-            SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-        }
-    }
+    if (s->tls_ctx && gust_tls_accept(&c->tls, s->tls_ctx, fd) != 0)
+        gust_log(&s->log, GUST_LOG_ERROR, "tls: cannot set up a connection");
     c->in = evbuffer_new();
     c->out = evbuffer_new();
     event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
@@ -119,30 +105,16 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     set_timer(c, l->idle_tv);
 }
 
-/* Wakes the coroutine waiting in req:flush(), if any. */
-static void wake_flusher(gust_conn_t *c, int ok) {
-    if (c->flush_ref == LUA_NOREF)
-        return;
-    gust_run_t run = {c->flush_ref, ok ? GUST_RUN_TRUE : GUST_RUN_ERR, 0, "closed"};
-    c->flush_ref = LUA_NOREF;
-    gust_sched_push(c->server, run);
-}
-
 void gust_conn_close(gust_conn_t *c) {
     if (c->state == CONN_CLOSED)
         return;
-    gust_server_t *s = c->server;
-    int in_flight = c->state == CONN_HANDLING && c->handle;
+    gust_core_t *s = c->core;
+    int in_flight = c->state == CONN_HANDLING && c->req.conn;
     c->state = CONN_CLOSED;
     event_del(&c->rev);
     event_del(&c->wev);
     evtimer_del(&c->timer);
-    if (c->ssl) {
-        if (!c->tls_dead && c->fd >= 0)
-            SSL_shutdown(c->ssl); /* best effort: one non-blocking close_notify */
-        SSL_free(c->ssl);
-        c->ssl = NULL;
-    }
+    gust_tls_close(&c->tls, c->fd >= 0);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -157,15 +129,16 @@ void gust_conn_close(gust_conn_t *c) {
         c->next->prev = c->prev;
     s->nconns--;
     gust_metrics_add(&s->metrics->connections_open, -1);
-    /* Tell the handler its client left before its handle goes dead. */
+    /* Tell the handler its client left before the request goes; the log
+     * says so as nginx does (499), or keeps the status a cut response had. */
     if (in_flight) {
-        gust_request_client_left(c);
-        gust_request_invalidate(c);
+        gust_conn_log_access(c, c->req.started ? c->req.resp_status : 499, 0);
+        gust_request_client_left(&c->req);
+        gust_request_over(&c->req);
     }
-    wake_flusher(c, 0);
     gust_listener_decref(c->listener);
     c->listener = NULL;
-    gust_server_conn_gone(s);
+    gust_core_conn_gone(s);
     gust_conn_decref(c);
 }
 
@@ -175,12 +148,12 @@ static void schedule(gust_conn_t *c) {
         return;
     c->pending = 1;
     gust_conn_incref(c);
-    c->pending_next = c->server->pending;
-    c->server->pending = c;
-    gust_server_defer(c->server);
+    c->pending_next = c->core->pending;
+    c->core->pending = c;
+    gust_core_defer(c->core);
 }
 
-void gust_conn_process_pending(gust_server_t *s) {
+void gust_conn_process_pending(gust_core_t *s) {
     gust_conn_t *list = s->pending;
     s->pending = NULL;
     while (list) {
@@ -198,7 +171,7 @@ void gust_conn_process_pending(gust_server_t *s) {
 void gust_conn_write(gust_conn_t *c, const void *data, size_t len) {
     if (c->state == CONN_CLOSED || !len)
         return;
-    if (!c->ssl && !c->writing && evbuffer_get_length(c->out) == 0) {
+    if (!c->tls.ssl && !c->writing && evbuffer_get_length(c->out) == 0) {
         ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n == (ssize_t)len)
             return;
@@ -225,41 +198,37 @@ static void linger(gust_conn_t *c) {
     set_timer(c, &tv);
 }
 
-/* One SSL_write of the front of the output: the bytes it took, 0 to wait
- * (for writable, or readable when tls_write_wants_read is set), -1 when the
- * connection failed. */
-static int tls_write_some(gust_conn_t *c) {
-    struct evbuffer_iovec v;
-    if (evbuffer_peek(c->out, -1, NULL, &v, 1) < 1)
-        return 0;
-    /* After WANT_*, OpenSSL wants the same call repeated. */
-    int len = c->tls_wlen ? c->tls_wlen : (int)(v.iov_len > 65536 ? 65536 : v.iov_len);
-    ERR_clear_error();
-    int n = SSL_write(c->ssl, v.iov_base, len);
-    if (n > 0) {
-        c->tls_wlen = 0;
-        evbuffer_drain(c->out, (size_t)n);
-        return n;
+void gust_conn_write_file(gust_conn_t *c, int fd, off_t offset, off_t length) {
+    if (c->state == CONN_CLOSED) {
+        close(fd);
+        return;
     }
-    c->tls_wlen = len;
-    switch (SSL_get_error(c->ssl, n)) {
-    case SSL_ERROR_WANT_WRITE:
-        return 0;
-    case SSL_ERROR_WANT_READ:
-        c->tls_write_wants_read = 1;
-        return 0;
-    default:
-        c->tls_dead = 1;
-        return -1;
+    if (!c->tls.ssl) {
+        evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)length); /* owns fd */
+        return;
     }
+    /* TLS encrypts in user space: the file is mapped, not sendfile()d. */
+    struct evbuffer_file_segment *seg = evbuffer_file_segment_new(
+        fd, (ev_off_t)offset, (ev_off_t)length, EVBUF_FS_DISABLE_SENDFILE | EVBUF_FS_CLOSE_ON_FREE);
+    if (!seg) {
+        close(fd);
+        return;
+    }
+    evbuffer_add_file_segment(c->out, seg, 0, (ev_off_t)length);
+    evbuffer_file_segment_free(seg); /* the buffer holds its own reference */
+}
+
+size_t gust_conn_pending_output(const gust_conn_t *c) {
+    return c->out ? evbuffer_get_length(c->out) : 0;
 }
 
 int gust_conn_send(gust_conn_t *c) {
     if (c->state == CONN_CLOSED)
         return 0;
     while (evbuffer_get_length(c->out) > 0) {
-        if (c->ssl) {
-            int n = tls_write_some(c);
+        if (c->tls.ssl) {
+            const char *err = NULL;
+            int n = gust_tls_write(&c->tls, c->out, &err);
             if (n < 0) {
                 gust_conn_close(c);
                 return 0;
@@ -274,7 +243,7 @@ int gust_conn_send(gust_conn_t *c) {
                 break;
             if (errno == EINTR)
                 continue;
-            gust_log(&c->server->log, GUST_LOG_DEBUG, "write to %s: %s", c->remote_ip,
+            gust_log(&c->core->log, GUST_LOG_DEBUG, "write to %s: %s", c->remote_ip,
                      strerror(errno));
             gust_conn_close(c);
             return 0;
@@ -300,9 +269,9 @@ int gust_conn_send(gust_conn_t *c) {
 
 static void on_write(evutil_socket_t fd, short what, void *arg) {
     gust_conn_t *c = arg;
-    if (c->tls_read_wants_write) {
+    if (c->tls.read_wants_write) {
         /* The handshake wrote what it had to: read on. */
-        c->tls_read_wants_write = 0;
+        c->tls.read_wants_write = 0;
         if (evbuffer_get_length(c->out) == 0) {
             c->writing = 0;
             event_del(&c->wev);
@@ -312,7 +281,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
     }
     gust_conn_incref(c);
     if (gust_conn_send(c)) {
-        wake_flusher(c, 1);
+        if (c->req.flushing)
+            gust_request_flushed(&c->req, 1);
         if (c->state == CONN_IDLE && !c->close_after) {
             set_reading(c, 1);
             if (evbuffer_get_length(c->in) > 0)
@@ -327,21 +297,16 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
  * connection stays open, Connection: close. */
 void gust_conn_write_simple(gust_conn_t *c, int status, const char *ctype, const char *body,
                             size_t blen, int keep_alive) {
-    const char *reason = gust_http_reason(status);
-    const char *date;
-    gust_server_date(c->server, &date);
-    char storage[512], len[24];
+    gust_http_head_t hd;
+    gust_http_head_init(&hd, status, NULL, 0);
+    gust_http_head_add(&hd, "Content-Type", 12, ctype, strlen(ctype));
+    gust_http_head_frame_t f = {c->msg.http_minor, gust_core_date(c->core), (long long)blen,
+                                0, 0, keep_alive};
+    char storage[512];
     gust_buf_t b;
     gust_buf_init(&b, storage, sizeof storage);
-    gust_http_status_line(&b, c->req.http_minor, status, reason, strlen(reason));
-    gust_http_header_line(&b, "Server", 6, "gust/" GUST_VERSION, 5 + strlen(GUST_VERSION));
-    gust_http_header_line(&b, "Date", 4, date, GUST_HTTP_DATE_LEN);
-    gust_http_header_line(&b, "Content-Type", 12, ctype, strlen(ctype));
-    int llen = snprintf(len, sizeof len, "%zu", blen);
-    gust_http_header_line(&b, "Content-Length", 14, len, llen);
-    if (!keep_alive)
-        gust_http_header_line(&b, "Connection", 10, "close", 5);
-    gust_buf_addlit(&b, "\r\n");
+    gust_http_head_write(&hd, &f, &b);
+    gust_http_head_free(&hd);
     gust_buf_add(&b, body, blen);
     gust_conn_write(c, b.p, b.len);
     gust_buf_free(&b);
@@ -358,11 +323,11 @@ size_t gust_error_page(int status, char *body, size_t size) {
 
 /* Answers a request the parser rejected, then closes. */
 static void reject(gust_conn_t *c, int status, const char *why) {
-    gust_log(&c->server->log, GUST_LOG_INFO, "%d %s from %s: %s", status,
+    gust_log(&c->core->log, GUST_LOG_INFO, "%d %s from %s: %s", status,
              gust_http_reason(status), c->remote_ip, why ? why : "bad request");
     char body[160];
     size_t blen = gust_error_page(status, body, sizeof body);
-    c->req.http_minor = 1; /* a rejected request may not have said which */
+    c->msg.http_minor = 1; /* a rejected request may not have said which */
     gust_conn_write_simple(c, status, "text/html; charset=UTF-8", body, blen, 0);
     c->close_after = 1;
     c->unread_input = 1; /* the rest of what it sent is never read */
@@ -371,12 +336,10 @@ static void reject(gust_conn_t *c, int status, const char *why) {
     gust_conn_send(c);
 }
 
-/* Parses what has arrived and dispatches complete requests until one is in
- * flight, the input runs out, or the connection closes. */
 /* Feeds one span to the parser, with the state changes that brings (the
  * header deadline, 100-continue). Returns the bytes used. */
 static size_t feed(gust_conn_t *c, const char *data, size_t avail) {
-    gust_http_request_t *r = &c->req;
+    gust_http_request_t *r = &c->msg;
     gust_listener_t *l = c->listener;
     size_t used = gust_http_request_feed(r, data, avail);
     if (r->begun && c->state == CONN_IDLE) {
@@ -400,7 +363,7 @@ static size_t feed(gust_conn_t *c, const char *data, size_t avail) {
 /* What a fed request leads to: a rejection, a dispatch, or more waiting.
  * Returns 1 when the connection is ready for the next request now. */
 static int after_feed(gust_conn_t *c) {
-    gust_http_request_t *r = &c->req;
+    gust_http_request_t *r = &c->msg;
     if (r->status) {
         reject(c, r->status, r->error);
         return 0;
@@ -411,7 +374,9 @@ static int after_feed(gust_conn_t *c) {
     set_timer(c, NULL);
     if (!c->sent_continue && !c->t_start)
         c->t_start = gust_now();
-    gust_request_dispatch(c);
+    c->in_dispatch = 1;
+    gust_request_begin(&c->req, c, r);
+    c->in_dispatch = 0;
     return c->state == CONN_IDLE;
 }
 
@@ -429,7 +394,7 @@ static int ready_for_input(gust_conn_t *c) {
 /* Parses what is buffered and dispatches complete requests until one is in
  * flight, the input runs out, or the connection closes. */
 static void conn_process(gust_conn_t *c) {
-    gust_http_request_t *r = &c->req;
+    gust_http_request_t *r = &c->msg;
     while (ready_for_input(c)) {
         size_t avail;
         while (!r->complete && !r->status && (avail = evbuffer_get_contiguous_space(c->in))) {
@@ -457,7 +422,7 @@ static void conn_process_mem(gust_conn_t *c, const char *data, size_t len) {
             return;
         data += used;
         len -= used;
-        if (c->req.complete && len > 0) {
+        if (c->msg.complete && len > 0) {
             /* Bytes past a complete request must be in the connection's own
              * buffer before its handler runs: it may detach the socket (an
              * Upgrade) and take them along. The buffered path goes on. */
@@ -486,13 +451,13 @@ void gust_conn_nodelay(gust_conn_t *c) {
 void gust_conn_response_done(gust_conn_t *c, int keep_alive) {
     if (c->state != CONN_HANDLING)
         return;
-    gust_request_invalidate(c);
-    if (!keep_alive || c->peer_eof || c->server->stopping)
+    gust_request_over(&c->req);
+    if (!keep_alive || c->peer_eof || c->core->stopping)
         c->close_after = 1;
     else
         gust_conn_nodelay(c);
-    gust_http_request_reset(&c->req, 0);
-    c->started = c->chunked = c->sent_continue = 0;
+    gust_http_request_reset(&c->msg, 0);
+    c->sent_continue = 0;
     c->t_start = 0;
     c->state = CONN_IDLE;
     if (c->close_after) {
@@ -507,88 +472,66 @@ void gust_conn_response_done(gust_conn_t *c, int keep_alive) {
     if (evbuffer_get_length(c->in) > 0 && !c->in_dispatch)
         schedule(c);
     else if (evbuffer_get_length(c->in) == 0)
-        gust_http_request_reset(&c->req, 1); /* idle: hold no buffers */
+        gust_http_request_reset(&c->msg, 1); /* idle: hold no buffers */
 }
 
 /* Hands the socket of the request in flight to someone else (an Upgrade:
- * WebSocket, a tunnel): what was read past the request moves to `rest`, the
- * HTTP side forgets the connection without closing the fd.
- * @return the fd, or -1 when the response has started or output is queued */
-int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest) {
-    if (c->state != CONN_HANDLING || c->started || evbuffer_get_length(c->out) > 0)
-        return -1;
+ * WebSocket, a tunnel): what was read past the request moves to `rest`,
+ * the TLS session to *ssl, and the HTTP side forgets the connection without
+ * closing the fd. */
+int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest, struct ssl_st **ssl) {
+    if (c->state != CONN_HANDLING || c->tls.dead)
+        return GUST_DETACH_CLOSED;
+    if (c->req.started || evbuffer_get_length(c->out) > 0)
+        return GUST_DETACH_STARTED;
     int fd = c->fd;
     evbuffer_add_buffer(rest, c->in);
-    gust_request_invalidate(c); /* detached, not a client that left */
+    *ssl = c->tls.ssl;
+    c->tls.ssl = NULL; /* goes with the socket: not shut down, not freed */
+    gust_request_over(&c->req); /* detached, not a client that left */
     c->fd = -1;
     gust_conn_close(c);
     return fd;
 }
 
-/* Closes an idle connection now, and asks a busy one to close after its
- * response (graceful stop). */
+/* A graceful stop. Closing an idle keep-alive connection at once races
+ * with a client that is sending its next request right then (it would see
+ * a reset), so an idle one gets a short grace: a request that arrives is
+ * answered with Connection: close (the core is stopping), and one still
+ * idle after it is closed. A busy connection closes after its response. */
 void gust_conn_drain(gust_conn_t *c) {
-    if (c->state == CONN_IDLE && evbuffer_get_length(c->out) == 0)
-        gust_conn_close(c);
-    else
-        c->close_after = 1;
+    static const struct timeval grace = {GUST_DRAIN_IDLE_GRACE_MS / 1000,
+                                         GUST_DRAIN_IDLE_GRACE_MS % 1000 * 1000};
+    if (c->state == CONN_IDLE && evbuffer_get_length(c->out) == 0 &&
+        evbuffer_get_length(c->in) == 0)
+        set_timer(c, &grace);
+}
+
+/* SSL_read until OpenSSL needs the socket again: -1 with errno EAGAIN when
+ * nothing is there yet, 0 at the end of the stream. */
+static ssize_t tls_read(gust_conn_t *c) {
+    int eof = 0;
+    const char *err = NULL;
+    ssize_t n = gust_tls_read(&c->tls, c->in, READ_AHEAD_MAX, &eof, &err);
+    if (c->tls.read_wants_write && !c->writing) {
+        c->writing = 1; /* a handshake step that must write first */
+        event_add(&c->wev, NULL);
+    }
+    if (n == -2) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (n < 0) {
+        gust_log(&c->core->log, GUST_LOG_INFO, "%s with %s", err, c->remote_ip);
+        errno = EPROTO;
+    }
+    return n;
 }
 
 /* Reads straight into the input buffer's free space: evbuffer_read() would
  * first ask the kernel how much is waiting, a syscall per request. */
-/* SSL_read until OpenSSL needs the socket again (level-triggered events
- * never report what it has already decrypted). -1 with errno EAGAIN when
- * nothing is there yet, 0 at the end of the stream. */
-static ssize_t tls_read(gust_conn_t *c) {
-    ssize_t got = 0;
-    for (;;) {
-        struct evbuffer_iovec v;
-        if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1)
-            break;
-        ERR_clear_error();
-        int n = SSL_read(c->ssl, v.iov_base, (int)v.iov_len);
-        v.iov_len = n > 0 ? (size_t)n : 0;
-        evbuffer_commit_space(c->in, &v, 1);
-        if (n > 0) {
-            got += n;
-            if (evbuffer_get_length(c->in) > READ_AHEAD_MAX)
-                return got;
-            continue;
-        }
-        switch (SSL_get_error(c->ssl, n)) {
-        case SSL_ERROR_WANT_WRITE:
-            /* a handshake step that must write first */
-            c->tls_read_wants_write = 1;
-            if (!c->writing) {
-                c->writing = 1;
-                event_add(&c->wev, NULL);
-            }
-            /* fall through */
-        case SSL_ERROR_WANT_READ:
-            if (got)
-                return got;
-            errno = EAGAIN;
-            return -1;
-        case SSL_ERROR_ZERO_RETURN:
-            return got; /* close_notify; what came before it still counts */
-        case SSL_ERROR_SYSCALL:
-            c->tls_dead = 1;
-            if (got)
-                return got;
-            return errno == 0 ? 0 : -1;
-        default:
-            c->tls_dead = 1; /* a failed handshake: not a TLS client */
-            gust_log(&c->server->log, GUST_LOG_INFO, "tls handshake with %s failed",
-                     c->remote_ip);
-            errno = EPROTO;
-            return got ? got : -1;
-        }
-    }
-    return got;
-}
-
 static ssize_t read_some(gust_conn_t *c) {
-    if (c->ssl)
+    if (c->tls.ssl)
         return tls_read(c);
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1)
@@ -601,26 +544,26 @@ static ssize_t read_some(gust_conn_t *c) {
 
 static void on_read(evutil_socket_t fd, short what, void *arg) {
     gust_conn_t *c = arg;
-    if (c->tls_write_wants_read) {
-        c->tls_write_wants_read = 0;
+    if (c->tls.write_wants_read) {
+        c->tls.write_wants_read = 0;
         on_write(fd, EV_WRITE, c);
         if (c->state == CONN_CLOSED)
             return;
     }
-    if (!c->ssl && evbuffer_get_length(c->in) == 0 &&
+    if (!c->tls.ssl && evbuffer_get_length(c->in) == 0 &&
         (c->state == CONN_IDLE || c->state == CONN_READING)) {
         /* Nothing pending: parse straight from the server's read buffer. */
-        ssize_t n = read(fd, c->server->rbuf, sizeof c->server->rbuf);
+        ssize_t n = read(fd, c->core->rbuf, sizeof c->core->rbuf);
         if (n > 0) {
             gust_conn_incref(c);
-            conn_process_mem(c, c->server->rbuf, (size_t)n);
+            conn_process_mem(c, c->core->rbuf, (size_t)n);
             gust_conn_decref(c);
             return;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return;
         if (n < 0)
-            gust_log(&c->server->log, GUST_LOG_DEBUG, "read from %s: %s", c->remote_ip,
+            gust_log(&c->core->log, GUST_LOG_DEBUG, "read from %s: %s", c->remote_ip,
                      strerror(errno));
         gust_conn_close(c); /* EOF or error with nothing buffered */
         return;
@@ -636,14 +579,14 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     }
     if (n <= 0) {
         if (n < 0)
-            gust_log(&c->server->log, GUST_LOG_DEBUG, "read from %s: %s", c->remote_ip,
+            gust_log(&c->core->log, GUST_LOG_DEBUG, "read from %s: %s", c->remote_ip,
                      strerror(errno));
         c->peer_eof = 1;
         set_reading(c, 0);
         if (c->state == CONN_HANDLING && n == 0 && evbuffer_get_length(c->out) == 0) {
             /* The handler learns its client left; it may still answer a
              * half-closed peer, and the connection closes after. */
-            gust_request_client_left(c);
+            gust_request_client_left(&c->req);
             return;
         }
         if (c->state == CONN_HANDLING || evbuffer_get_length(c->in) == 0) {
@@ -664,23 +607,28 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
     gust_conn_t *c = arg;
     if (c->state == CONN_READING)
-        gust_log(&c->server->log, GUST_LOG_INFO, "%s timeout from %s, closing",
+        gust_log(&c->core->log, GUST_LOG_INFO, "%s timeout from %s, closing",
                  c->sent_continue ? "body" : "header", c->remote_ip);
     gust_conn_close(c);
 }
 
-/* Accounts for a response: metrics always, the access log when on. */
+void gust_conn_access(const gust_conn_t *c, gust_access_t *a) {
+    const gust_http_request_t *r = &c->msg;
+    memset(a, 0, sizeof *a);
+    a->ip = c->remote_ip;
+    a->t_start = c->t_start;
+    a->http_minor = r->http_minor;
+    if (!r->headers_done)
+        return; /* a request rejected before its head was whole */
+    a->method = llhttp_method_name((llhttp_method_t)r->method);
+    a->uri = r->arena;
+    a->uri_len = r->url_len;
+    a->referer = gust_http_request_header(r, "referer", &a->referer_len);
+    a->agent = gust_http_request_header(r, "user-agent", &a->agent_len);
+}
+
 void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes) {
-    double seconds = c->t_start ? gust_now() - c->t_start : 0;
-    gust_metrics_request(c->server->metrics, status, seconds);
-    FILE *f = c->server->log.access;
-    if (!f)
-        return;
-    const gust_http_request_t *r = &c->req;
-    double ms = seconds * 1000;
-    fprintf(f, "%s \"%s %.*s HTTP/1.%d\" %d %zu %.2fms\n", c->remote_ip,
-            r->headers_done ? llhttp_method_name(r->method) : "-",
-            r->headers_done ? (int)r->url_len : 1, r->headers_done ? r->arena : "-",
-            r->http_minor, status, bytes, ms);
-    fflush(f);
+    gust_access_t a;
+    gust_conn_access(c, &a);
+    gust_core_log_access(c->core, &a, status, bytes);
 }

@@ -30,7 +30,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
-#include "server.h"
+#include "core.h"
 #include "stream.h"
 
 #define BODY_HIGH_MARK (1024 * 1024) /* streamed bytes the owner has not taken */
@@ -65,7 +65,7 @@ typedef struct tls_ctx_entry {
 } tls_ctx_entry_t;
 
 struct gust_http_pool {
-    gust_server_t *server;
+    gust_core_t *core;
     gust_http_host_t **buckets;
     size_t nbuckets, nhosts;
     unsigned nidle;
@@ -80,10 +80,10 @@ static void begin(gust_http_fetch_t *f, int allow_pool);
 
 /* ---- the pool ------------------------------------------------------- */
 
-static gust_http_pool_t *pool_of(gust_server_t *s) {
+static gust_http_pool_t *pool_of(gust_core_t *s) {
     if (!s->http_pool) {
         gust_http_pool_t *p = gust_calloc(1, sizeof *p);
-        p->server = s;
+        p->core = s;
         p->nbuckets = 16;
         p->buckets = gust_calloc(p->nbuckets, sizeof *p->buckets);
         s->http_pool = p;
@@ -180,7 +180,7 @@ static void conn_destroy(gust_http_pool_t *p, gust_http_conn_t *c) {
 
 static void on_idle_timeout(evutil_socket_t fd, short what, void *arg) {
     gust_http_conn_t *c = arg;
-    conn_destroy(c->st->server->http_pool, c);
+    conn_destroy(c->st->core->http_pool, c);
 }
 
 static gust_http_conn_t *conn_new(gust_http_pool_t *p, gust_http_host_t *h, gust_stream_t *st) {
@@ -188,7 +188,7 @@ static gust_http_conn_t *conn_new(gust_http_pool_t *p, gust_http_host_t *h, gust
     c->st = st;
     c->host = h;
     h->refs++;
-    evtimer_assign(&c->idle_ev, p->server->base, on_idle_timeout, c);
+    evtimer_assign(&c->idle_ev, p->core->base, on_idle_timeout, c);
     st->on_read = conn_on_read;
     st->on_close = conn_on_close;
     st->on_drain = NULL;
@@ -201,7 +201,7 @@ static void conn_release(gust_http_pool_t *p, gust_http_conn_t *c, int reusable,
                          double idle_timeout) {
     c->fetch = NULL;
     gust_http_host_t *h = c->host;
-    if (!reusable || c->st->closed || p->server->stopping || h->nidle >= MAX_IDLE_PER_HOST) {
+    if (!reusable || c->st->closed || p->core->stopping || h->nidle >= MAX_IDLE_PER_HOST) {
         conn_destroy(p, c);
         return;
     }
@@ -242,9 +242,9 @@ static tls_ctx_entry_t *tls_ctx(gust_http_pool_t *p, int verify, const char *ca_
     return e;
 }
 
-unsigned gust_http_pool_idle(gust_server_t *s) { return s->http_pool ? s->http_pool->nidle : 0; }
+unsigned gust_http_pool_idle(gust_core_t *s) { return s->http_pool ? s->http_pool->nidle : 0; }
 
-unsigned gust_http_pool_close_idle(gust_server_t *s) {
+unsigned gust_http_pool_close_idle(gust_core_t *s) {
     gust_http_pool_t *p = s->http_pool;
     unsigned n = 0;
     if (!p)
@@ -277,7 +277,7 @@ static void release(gust_http_fetch_t *f) {
 
 /* Tells the owner; from inside gust_http_fetch_start, from the loop. */
 static void notify(gust_http_fetch_t *f) {
-    if (!f->cb || !f->server)
+    if (!f->cb || !f->core)
         return;
     if (f->starting) {
         if (!f->notify_pending) {
@@ -304,7 +304,7 @@ static void drop_conn(gust_http_fetch_t *f, int reusable) {
     if (!c)
         return;
     f->conn = NULL;
-    gust_http_pool_t *p = f->server->http_pool;
+    gust_http_pool_t *p = f->core->http_pool;
     if (reusable) {
         conn_release(p, c, 1, f->o.idle_timeout);
     } else {
@@ -433,7 +433,7 @@ static void conn_on_read(gust_stream_t *st, void *arg) {
     gust_http_fetch_t *f = c->fetch;
     if (!f) {
         /* Idle: a close, or bytes nobody asked for. Either way it is done. */
-        conn_destroy(st->server->http_pool, c);
+        conn_destroy(st->core->http_pool, c);
         return;
     }
     if (st->closed)
@@ -447,7 +447,7 @@ static void conn_on_close(gust_stream_t *st, void *arg) {
     gust_http_conn_t *c = arg;
     gust_http_fetch_t *f = c->fetch;
     if (!f) {
-        conn_destroy(st->server->http_pool, c);
+        conn_destroy(st->core->http_pool, c);
         return;
     }
     hold(f);
@@ -475,7 +475,7 @@ static void on_connected(gust_stream_t *st, const char *err, void *arg) {
     if (!st) {
         finish(f, strcmp(err, "timeout") == 0 ? "timeout while connecting" : err);
     } else {
-        gust_http_pool_t *p = f->server->http_pool;
+        gust_http_pool_t *p = f->core->http_pool;
         gust_http_host_t *h = host_ref(p, &f->o);
         gust_http_conn_t *c = conn_new(p, h, st);
         host_unref(p, h); /* the connection holds it now */
@@ -485,7 +485,7 @@ static void on_connected(gust_stream_t *st, const char *err, void *arg) {
 }
 
 static void begin(gust_http_fetch_t *f, int allow_pool) {
-    gust_http_pool_t *p = f->server->http_pool;
+    gust_http_pool_t *p = f->core->http_pool;
     if (allow_pool) {
         gust_http_host_t *h = host_ref(p, &f->o);
         gust_http_conn_t *c = h->idle;
@@ -508,7 +508,7 @@ static void begin(gust_http_fetch_t *f, int allow_pool) {
         ctx = e->ctx;
     }
     gust_connect_opts_t co = {f->o.connect_timeout, ctx};
-    f->connecting = gust_stream_connect_ex(f->server, f->host, f->o.port, &co, on_connected, f);
+    f->connecting = gust_stream_connect_ex(f->core, f->host, f->o.port, &co, on_connected, f);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
@@ -523,7 +523,7 @@ static void set_timer(struct event *ev, double secs) {
     evtimer_add(ev, &tv);
 }
 
-gust_http_fetch_t *gust_http_fetch_start(gust_server_t *s, const gust_http_fetch_opts_t *o,
+gust_http_fetch_t *gust_http_fetch_start(gust_core_t *s, const gust_http_fetch_opts_t *o,
                                          char *req, size_t req_len, gust_http_fetch_cb cb,
                                          void *arg, char *err, size_t errlen) {
     gust_http_pool_t *p = pool_of(s);
@@ -532,7 +532,7 @@ gust_http_fetch_t *gust_http_fetch_start(gust_server_t *s, const gust_http_fetch
         return NULL;
     }
     gust_http_fetch_t *f = gust_calloc(1, sizeof *f);
-    f->server = s;
+    f->core = s;
     f->o = *o;
     f->host = gust_strdup(o->host);
     f->o.host = f->host;
@@ -570,7 +570,7 @@ void gust_http_fetch_resume(gust_http_fetch_t *f) {
 }
 
 static void unlink_fetch(gust_http_fetch_t *f) {
-    gust_http_pool_t *p = f->server->http_pool;
+    gust_http_pool_t *p = f->core->http_pool;
     if (f->prev)
         f->prev->next = f->next;
     else
@@ -590,11 +590,11 @@ static void detach(gust_http_fetch_t *f) {
     }
     drop_conn(f, 0);
     unlink_fetch(f);
-    f->server = NULL;
+    f->core = NULL;
 }
 
 static void really_free(gust_http_fetch_t *f) {
-    if (f->server)
+    if (f->core)
         detach(f);
     gust_http_reply_free(&f->reply);
     evbuffer_free(f->body);
@@ -615,7 +615,7 @@ void gust_http_fetch_free(gust_http_fetch_t *f) {
     really_free(f);
 }
 
-void gust_http_pool_free(gust_server_t *s) {
+void gust_http_pool_free(gust_core_t *s) {
     gust_http_pool_t *p = s->http_pool;
     if (!p)
         return;

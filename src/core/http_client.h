@@ -1,9 +1,8 @@
 /*
- * http_client.h -- the HTTP/1.1 client in C: a pure response parser
- * (gust_http_reply_t: llhttp in response mode, limits, gzip decoding) and
- * the fetch engine (gust_http_fetch_t: one request over a pooled or new
- * connection, with timeouts and one retry). lua_httpclient.c puts Lua on
- * top; nothing here knows about Lua.
+ * http_client.h -- the HTTP/1.1 client's fetch engine (http_client.c):
+ * gust_http_fetch_t, one request over a pooled or new connection, with
+ * timeouts and one retry, its response parsed by http_reply.h. The Lua
+ * binding (src/lua/lua_httpclient.c) sits on top; nothing here knows Lua.
  */
 #ifndef GUST_HTTP_CLIENT_H
 #define GUST_HTTP_CLIENT_H
@@ -16,62 +15,9 @@
 #include <zlib.h>
 
 #include "gust.h"        /* GUST_ERR_LEN */
-#include "http_parser.h" /* gust_http_header_t, GUST_MAX_HEADERS */
+#include "http_reply.h"
 
-typedef struct gust_server gust_server_t;
-
-/* ---- the response parser (http_client_parser.c) ---------------------- */
-
-/* Gets each piece of the (decoded) body; returns 0, or -1 to stop parsing
- * with r->error set by the callee. */
-typedef int (*gust_http_reply_body_cb)(void *arg, const char *data, size_t len);
-
-typedef struct gust_http_reply {
-    llhttp_t parser;
-    size_t max_header_size; /* status line + header section */
-    size_t max_body_size;   /* body bytes, on the wire and decoded */
-    gust_http_reply_body_cb on_body;
-    void *arg;
-
-    char *arena; /* reason phrase at offset 0, then names (lower-case) and values */
-    size_t arena_len, arena_cap;
-    uint32_t reason_len;
-    gust_http_header_t *headers;
-    unsigned nheaders, headers_cap;
-
-    uint64_t wire_body, body_len; /* body bytes received, and delivered */
-    z_stream z;
-    char error[160]; /* why it failed, set with r->failed */
-    uint16_t status;
-    uint8_t http_minor;
-    unsigned head : 1, decompress : 1, begun : 1, in_field : 1, headers_done : 1, complete : 1,
-        keep_alive : 1, failed : 1, gzip : 1, z_live : 1, z_end : 1;
-} gust_http_reply_t;
-
-/* `head`: the request was HEAD, so no body follows whatever the headers
- * say; `decompress`: a gzip Content-Encoding is decoded before on_body. */
-void gust_http_reply_init(gust_http_reply_t *r, int head, int decompress, size_t max_header_size,
-                          size_t max_body_size, gust_http_reply_body_cb on_body, void *arg);
-void gust_http_reply_free(gust_http_reply_t *r);
-
-/*
- * Parses up to `len` bytes. 1xx interim responses are skipped. Parsing
- * stops right after the final response (r->complete); the bytes after it
- * are not consumed.
- * @return bytes consumed; on failure r->failed is set and r->error says why
- *         ("malformed response: <llhttp reason>", "body larger than
- *         max_body_size", ...)
- */
-size_t gust_http_reply_feed(gust_http_reply_t *r, const char *data, size_t len);
-
-/* The peer closed. A body delimited by the close is complete now; any
- * other unfinished response fails. Returns 0 when r->complete. */
-int gust_http_reply_eof(gust_http_reply_t *r);
-
-/* The last value of header `lname` (lower-case), or NULL. */
-const char *gust_http_reply_header(const gust_http_reply_t *r, const char *lname, size_t *len);
-
-/* ---- fetches and the connection pool (http_client.c) ----------------- */
+typedef struct gust_core gust_core_t;
 
 typedef struct gust_http_fetch gust_http_fetch_t;
 typedef struct gust_http_pool gust_http_pool_t;
@@ -95,7 +41,7 @@ typedef struct gust_http_fetch_opts {
 } gust_http_fetch_opts_t;
 
 struct gust_http_fetch {
-    gust_server_t *server; /* NULL once the server went away */
+    gust_core_t *core; /* NULL once the server went away */
     gust_http_fetch_opts_t o;
     char *host; /* o.host's copy */
     char *req;  /* the serialised request, owned */
@@ -121,7 +67,7 @@ struct gust_http_fetch {
  * host, port, TLS settings), or a new one. Returns NULL, with err set, only
  * when a TLS context cannot be made (e.g. an unreadable ca_file).
  */
-gust_http_fetch_t *gust_http_fetch_start(gust_server_t *s, const gust_http_fetch_opts_t *o,
+gust_http_fetch_t *gust_http_fetch_start(gust_core_t *s, const gust_http_fetch_opts_t *o,
                                          char *req, size_t req_len, gust_http_fetch_cb cb,
                                          void *arg, char *err, size_t errlen);
 
@@ -134,13 +80,13 @@ void gust_http_fetch_resume(gust_http_fetch_t *f);
 void gust_http_fetch_free(gust_http_fetch_t *f);
 
 /* Closes every idle connection; returns how many. */
-unsigned gust_http_pool_close_idle(gust_server_t *s);
+unsigned gust_http_pool_close_idle(gust_core_t *s);
 
 /* Counts idle pooled connections (for tests). */
-unsigned gust_http_pool_idle(gust_server_t *s);
+unsigned gust_http_pool_idle(gust_core_t *s);
 
 /* The server is going away: closes idle connections, detaches live
  * fetches (their callbacks will not run again) and frees TLS contexts. */
-void gust_http_pool_free(gust_server_t *s);
+void gust_http_pool_free(gust_core_t *s);
 
 #endif

@@ -5,6 +5,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+
+#include "gust.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -23,6 +26,8 @@ const char *gust_http_reason(int status) {
     case 205: return "Reset Content";
     case 206: return "Partial Content";
     case 207: return "Multi-Status";
+    case 208: return "Already Reported";
+    case 226: return "IM Used";
     case 300: return "Multiple Choices";
     case 301: return "Moved Permanently";
     case 302: return "Found";
@@ -66,7 +71,10 @@ const char *gust_http_reason(int status) {
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 506: return "Variant Also Negotiates";
     case 507: return "Insufficient Storage";
+    case 508: return "Loop Detected";
+    case 510: return "Not Extended";
     case 511: return "Network Authentication Required";
     default: return NULL;
     }
@@ -202,4 +210,115 @@ size_t gust_http_chunk_header(size_t len, char *out) {
     out[n] = '\r';
     out[n + 1] = '\n';
     return n + 2;
+}
+
+/* ---- response heads ------------------------------------------------- */
+
+static const char server_header[] = "Server: gust/" GUST_VERSION "\r\n";
+
+void gust_http_head_init(gust_http_head_t *h, int status, const char *reason, size_t reason_len) {
+    h->status = status;
+    if (!reason) {
+        reason = gust_http_reason(status);
+        if (!reason)
+            reason = "Unknown";
+        reason_len = strlen(reason);
+    }
+    h->reason = reason;
+    h->reason_len = reason_len;
+    h->close = h->has_ct = h->has_server = h->has_date = 0;
+    h->user_length = h->etag = NULL;
+    h->user_length_len = h->etag_len = 0;
+    gust_buf_init(&h->hdrs, h->storage, sizeof h->storage);
+}
+
+void gust_http_head_free(gust_http_head_t *h) { gust_buf_free(&h->hdrs); }
+
+static int name_is(const char *name, size_t n, const char *lit, size_t litlen) {
+    return n == litlen && strncasecmp(name, lit, n) == 0;
+}
+
+/* Bytes allowed in a header name (RFC 9110 tchar: 1) and value (all but
+ * CR, LF and NUL: 2), one table lookup per byte on the response path. */
+static const unsigned char header_byte[256] = {
+    [' '] = 2, ['!'] = 3, ['"'] = 2, ['#'] = 3, ['$'] = 3, ['%'] = 3, ['&'] = 3, ['\''] = 3,
+    ['('] = 2, [')'] = 2, ['*'] = 3, ['+'] = 3, [','] = 2, ['-'] = 3, ['.'] = 3, ['/'] = 2,
+    ['0' ... '9'] = 3, [':' ... '@'] = 2, ['A' ... 'Z'] = 3, ['['] = 2, ['\\'] = 2, [']'] = 2,
+    ['^'] = 3, ['_'] = 3, ['`'] = 3, ['a' ... 'z'] = 3, ['{'] = 2, ['|'] = 3, ['}'] = 2,
+    ['~'] = 3, [1 ... 9] = 2, [11 ... 12] = 2, [14 ... 31] = 2, [127 ... 255] = 2};
+
+int gust_http_head_add(gust_http_head_t *h, const char *name, size_t n, const char *v,
+                       size_t vlen) {
+    unsigned char ok = n ? 1 : 0;
+    for (size_t i = 0; i < n; i++)
+        ok &= header_byte[(unsigned char)name[i]];
+    for (size_t i = 0; i < vlen; i++)
+        ok &= header_byte[(unsigned char)v[i]] >> 1;
+    if (!ok)
+        return -1;
+    switch (n) {
+    case 4:
+        if (name_is(name, n, "Date", 4))
+            h->has_date = 1;
+        else if (name_is(name, n, "Etag", 4)) {
+            h->etag = v;
+            h->etag_len = vlen;
+        }
+        break;
+    case 6:
+        h->has_server |= name_is(name, n, "Server", 6);
+        break;
+    case 10:
+        if (name_is(name, n, "Connection", 10)) {
+            if (vlen == 5 && strncasecmp(v, "close", 5) == 0)
+                h->close = 1;
+            return 0; /* connection management is the core's */
+        }
+        break;
+    case 12:
+        h->has_ct |= name_is(name, n, "Content-Type", 12);
+        break;
+    case 14:
+        if (name_is(name, n, "Content-Length", 14)) {
+            /* Framing is ours: a wrong length would break the stream. A
+             * HEAD answer has no body to get wrong, so its handler may say. */
+            h->user_length = v;
+            h->user_length_len = vlen;
+            return 0;
+        }
+        break;
+    case 17:
+        if (name_is(name, n, "Transfer-Encoding", 17))
+            return 0;
+        break;
+    }
+    gust_http_header_line(&h->hdrs, name, n, v, vlen);
+    return 0;
+}
+
+void gust_http_head_write(const gust_http_head_t *h, const gust_http_head_frame_t *f,
+                          gust_buf_t *out) {
+    gust_http_status_line(out, f->http_minor, h->status, h->reason, h->reason_len);
+    if (!h->has_server)
+        gust_buf_add(out, server_header, sizeof server_header - 1);
+    if (!h->has_date)
+        gust_http_header_line(out, "Date", 4, f->date, GUST_HTTP_DATE_LEN);
+    int has_body = gust_http_status_has_body(h->status);
+    if (!h->has_ct && has_body)
+        gust_buf_addlit(out, "Content-Type: text/html; charset=UTF-8\r\n");
+    if (f->chunked) {
+        gust_buf_addlit(out, "Transfer-Encoding: chunked\r\n");
+    } else if (h->user_length && f->is_head) {
+        gust_http_header_line(out, "Content-Length", 14, h->user_length, h->user_length_len);
+    } else if (f->content_length >= 0 && has_body) {
+        char num[24];
+        int n = snprintf(num, sizeof num, "%lld", f->content_length);
+        gust_http_header_line(out, "Content-Length", 14, num, (size_t)n);
+    }
+    if (!f->keep_alive && f->http_minor)
+        gust_buf_addlit(out, "Connection: close\r\n");
+    else if (f->keep_alive && !f->http_minor)
+        gust_buf_addlit(out, "Connection: keep-alive\r\n");
+    gust_buf_add(out, h->hdrs.p, h->hdrs.len);
+    gust_buf_addlit(out, "\r\n");
 }

@@ -46,6 +46,48 @@ static inline int gust_http_status_has_body(int status) {
     return status >= 200 && status != 204 && status != 304;
 }
 
+/*
+ * A response head being built: the status, the handler's headers in order,
+ * and what the core must know of them. gust_http_head_add() applies the
+ * framing rules: Content-Length and Transfer-Encoding are the core's (a
+ * handler's Content-Length is kept only for HEAD), `Connection: close`
+ * ends keep-alive, and Server, Date and Content-Type are added later only
+ * when the handler set none.
+ */
+typedef struct gust_http_head {
+    int status;
+    const char *reason;
+    size_t reason_len;
+    unsigned close : 1, has_ct : 1, has_server : 1, has_date : 1;
+    const char *user_length; /* the handler's Content-Length (HEAD) */
+    size_t user_length_len;
+    const char *etag; /* the handler's ETag, if any */
+    size_t etag_len;
+    gust_buf_t hdrs;
+    char storage[1024];
+} gust_http_head_t;
+
+/* `reason` NULL: the standard phrase, or "Unknown". The strings given to
+ * init and add must live until the head is written. */
+void gust_http_head_init(gust_http_head_t *h, int status, const char *reason, size_t reason_len);
+/* @return 0, or -1 when a name or value is not valid in a header (CR, LF,
+ *         NUL, or an empty or non-token name) */
+int gust_http_head_add(gust_http_head_t *h, const char *name, size_t nlen, const char *value,
+                       size_t vlen);
+void gust_http_head_free(gust_http_head_t *h);
+
+typedef struct gust_http_head_frame {
+    int http_minor;
+    const char *date;          /* GUST_HTTP_DATE_LEN bytes */
+    long long content_length;  /* -1: unknown (chunked or close-delimited) */
+    unsigned chunked : 1, is_head : 1, keep_alive : 1;
+} gust_http_head_frame_t;
+
+/* Serialises the head into `out`: status line, Server, Date, Content-Type,
+ * framing, Connection, the handler's headers, the blank line. */
+void gust_http_head_write(const gust_http_head_t *h, const gust_http_head_frame_t *f,
+                          gust_buf_t *out);
+
 /* "<hex len>\r\n" for a chunk of `len` bytes; returns bytes written (<= 18). */
 size_t gust_http_chunk_header(size_t len, char *out);
 

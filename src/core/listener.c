@@ -1,10 +1,7 @@
 /*
- * listener.c -- gust_listener_t: a listening socket (TCP over IPv4/IPv6, or
- * a Unix socket) and the Lua callable its requests go to, with the limits
- * and timeouts that apply to its connections.
- *
- * A listener is freed when it is closed and its last connection is gone, so
- * connections can always reach their limits and handler.
+ * listener.c -- gust_listener_t (listener.h): binding, listening, and
+ * handing accepted sockets to the HTTP connection code or an accept
+ * callback.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -15,28 +12,52 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/listener.h>
-#include <lauxlib.h>
 
-#include "server.h"
+#include "conn.h"
+#include "listener.h"
+#include "mem.h"
 
-static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
-                      struct sockaddr *sa, int salen, void *arg) {
+/* After EMFILE/ENFILE, accepting pauses this long (as nginx): the backlog
+ * waits for descriptors instead of the loop spinning on a failing accept. */
+#define ACCEPT_PAUSE_MS 500
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg) {
     gust_listener_t *l = arg;
-    if (l->raw)
-        gust_conn_accept_stream(l, fd, sa);
+    if (l->on_accept)
+        l->on_accept(l, fd, sa, salen, l->accept_arg);
     else
-        gust_conn_accept(l, fd, sa, salen);
+        close(fd);
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
+    gust_listener_t *l = arg;
+    if (l->lev)
+        evconnlistener_enable(l->lev);
+}
+
+/* Out of descriptors (or memory), a level-triggered listener would fail
+ * the same accept forever: pause it, one log line per pause. */
 static void on_accept_error(struct evconnlistener *lev, void *arg) {
     gust_listener_t *l = arg;
     int e = EVUTIL_SOCKET_ERROR();
-    /* EMFILE and friends: keep listening; the backlog waits for a free fd. */
-    gust_log(&l->server->log, GUST_LOG_ERROR, "accept: %s", evutil_socket_error_to_string(e));
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+        gust_log(&l->core->log, GUST_LOG_ERROR, "accept: %s", evutil_socket_error_to_string(e));
+        return;
+    }
+    l->pauses++;
+    gust_log(&l->core->log, GUST_LOG_ERROR,
+             "accept: %s; accepting paused for %d ms (%u pause%s so far)",
+             evutil_socket_error_to_string(e), ACCEPT_PAUSE_MS, l->pauses,
+             l->pauses == 1 ? "" : "s");
+    evconnlistener_disable(lev);
+    static const struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(&l->pause_ev, &tv);
 }
 
-static const struct timeval *common_timeout(gust_server_t *s, double seconds) {
+static const struct timeval *common_timeout(gust_core_t *c, double seconds) {
     if (seconds <= 0)
         return NULL;
     struct timeval tv;
@@ -44,39 +65,33 @@ static const struct timeval *common_timeout(gust_server_t *s, double seconds) {
     tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
     /* Connections share a handful of durations: libevent keeps each in an
      * O(1) queue instead of the timer heap. */
-    const struct timeval *ct = event_base_init_common_timeout(s->base, &tv);
-    return ct ? ct : NULL;
+    return event_base_init_common_timeout(c->base, &tv);
 }
 
-static void set_limits(gust_listener_t *l, size_t max_body, size_t max_header,
-                       double idle, double header, double body) {
-    gust_server_t *s = l->server;
+void gust_listener_set_limits(gust_listener_t *l, size_t max_body, size_t max_header,
+                              double idle, double header, double body) {
+    gust_core_t *c = l->core;
     l->limits.max_body_size = max_body;
     l->limits.max_header_size = max_header;
-    l->idle_tv = common_timeout(s, idle);
-    l->header_tv = common_timeout(s, header);
-    l->body_tv = common_timeout(s, body);
+    l->idle_tv = common_timeout(c, idle);
+    l->header_tv = common_timeout(c, header);
+    l->body_tv = common_timeout(c, body);
 }
 
-static double opt_number(lua_State *L, int idx, const char *name, double dflt) {
-    lua_getfield(L, idx, name);
-    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
-    lua_pop(L, 1);
-    return v;
+static void accept_http(gust_listener_t *l, int fd, const struct sockaddr *sa, int salen,
+                        void *arg) {
+    gust_conn_accept(l, fd, sa, salen);
 }
 
-void gust_listener_apply_settings(gust_listener_t *l, lua_State *L, int idx) {
-    const gust_config_t *cfg = &l->server->cfg;
-    if (!lua_istable(L, idx)) {
-        set_limits(l, cfg->max_body_size, cfg->max_header_size,
-                   cfg->idle_connection_timeout, cfg->header_timeout, cfg->body_timeout);
-        return;
-    }
-    set_limits(l, (size_t)opt_number(L, idx, "max_body_size", (double)cfg->max_body_size),
-               (size_t)opt_number(L, idx, "max_header_size", (double)cfg->max_header_size),
-               opt_number(L, idx, "idle_connection_timeout", cfg->idle_connection_timeout),
-               opt_number(L, idx, "header_timeout", cfg->header_timeout),
-               opt_number(L, idx, "body_timeout", cfg->body_timeout));
+void gust_listener_serve_http(gust_listener_t *l, const gust_request_handler_t *h, void *arg) {
+    l->handler = h;
+    l->handler_arg = arg;
+    l->on_accept = accept_http;
+}
+
+void gust_listener_set_accept(gust_listener_t *l, gust_accept_fn fn, void *arg) {
+    l->on_accept = fn;
+    l->accept_arg = arg;
 }
 
 static int bind_unix(const char *path, char *err, size_t errlen) {
@@ -153,11 +168,9 @@ int gust_bind(const char *addr, int port, int *bound_port, char *err, size_t err
     return bind_tcp(addr, port, bound_port, err, errlen);
 }
 
-gust_listener_t *gust_listener_adopt(gust_server_t *s, int fd, int handler_ref, char *err,
-                                     size_t errlen) {
+gust_listener_t *gust_listener_adopt(gust_core_t *c, int fd, char *err, size_t errlen) {
     gust_listener_t *l = gust_calloc(1, sizeof *l);
-    l->server = s;
-    l->handler_ref = handler_ref;
+    l->core = c;
     l->refs = 1;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -169,66 +182,64 @@ gust_listener_t *gust_listener_adopt(gust_server_t *s, int fd, int handler_ref, 
             l->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     evutil_make_socket_nonblocking(fd);
-    l->lev = evconnlistener_new(s->base, on_accept, l,
+    l->lev = evconnlistener_new(c->base, on_accept, l,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024, fd);
     if (!l->lev) {
         snprintf(err, errlen, "listen: %s", strerror(errno));
+        close(fd);
         gust_free(l);
         return NULL;
     }
     evconnlistener_set_error_cb(l->lev, on_accept_error);
-    set_limits(l, s->cfg.max_body_size, s->cfg.max_header_size,
-               s->cfg.idle_connection_timeout, s->cfg.header_timeout, s->cfg.body_timeout);
-    l->next = s->listeners;
-    if (s->listeners)
-        s->listeners->prev = l;
-    s->listeners = l;
+    evtimer_assign(&l->pause_ev, c->base, on_accept_resume, l);
+    gust_listener_set_limits(l, c->cfg.max_body_size, c->cfg.max_header_size,
+                             c->cfg.idle_connection_timeout, c->cfg.header_timeout,
+                             c->cfg.body_timeout);
+    l->next = c->listeners;
+    if (c->listeners)
+        c->listeners->prev = l;
+    c->listeners = l;
     return l;
 }
 
-gust_listener_t *gust_listener_new(gust_server_t *s, const char *addr, int port,
-                                   int handler_ref, char *err, size_t errlen) {
+gust_listener_t *gust_listener_new(gust_core_t *c, const char *addr, int port, char *err,
+                                   size_t errlen) {
     int bound;
     int fd = gust_bind(addr, port, &bound, err, errlen);
     if (fd < 0)
         return NULL;
-    gust_listener_t *l = gust_listener_adopt(s, fd, handler_ref, err, errlen);
-    if (!l) {
-        close(fd);
-        return NULL;
-    }
-    if (addr && strncmp(addr, "unix:", 5) == 0)
+    gust_listener_t *l = gust_listener_adopt(c, fd, err, errlen);
+    if (l && addr && strncmp(addr, "unix:", 5) == 0)
         l->unix_path = gust_strdup(addr + 5); /* ours to unlink on close */
     return l;
 }
 
-/* Stops listening; the struct lives on until its connections are gone. */
-void gust_listener_free(gust_listener_t *l) {
+void gust_listener_close(gust_listener_t *l) {
     if (!l || !l->lev)
         return;
-    gust_server_t *s = l->server;
+    gust_core_t *c = l->core;
     evconnlistener_free(l->lev);
     l->lev = NULL;
-    if (l->handle)
-        l->handle->l = NULL;
+    evtimer_del(&l->pause_ev);
     if (l->unix_path)
         unlink(l->unix_path);
     if (l->prev)
         l->prev->next = l->next;
     else
-        s->listeners = l->next;
+        c->listeners = l->next;
     if (l->next)
         l->next->prev = l->prev;
     l->prev = l->next = NULL;
     gust_listener_decref(l);
 }
 
+void gust_listener_incref(gust_listener_t *l) { l->refs++; }
+
 void gust_listener_decref(gust_listener_t *l) {
     if (--l->refs > 0)
         return;
-    gust_server_t *s = l->server;
-    if (s->L && l->handler_ref != LUA_NOREF)
-        luaL_unref(s->L, LUA_REGISTRYINDEX, l->handler_ref);
+    if (l->on_release)
+        l->on_release(l->release_arg);
     gust_free(l->unix_path);
     gust_free(l);
 }

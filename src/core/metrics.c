@@ -96,6 +96,13 @@ char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
         if (LOAD(m->slot[i].pid))
             put(&b, "gust_lua_memory_bytes{worker=\"%d\"} %llu\n", i,
                 (unsigned long long)LOAD(m->slot[i].lua_bytes));
+    static const char *const reasons[GUST_REPLACED_REASONS] = {"blocked", "lua_memory"};
+    put(&b, "# HELP gust_workers_replaced_total Workers replaced: held the loop past "
+            "--block-kill, or out of Lua memory.\n"
+            "# TYPE gust_workers_replaced_total counter\n");
+    for (int i = 0; i < GUST_REPLACED_REASONS; i++)
+        put(&b, "gust_workers_replaced_total{reason=\"%s\"} %llu\n", reasons[i],
+            (unsigned long long)LOAD(m->replaced[i]));
     *len = b.len;
     return b.p;
 }

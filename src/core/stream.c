@@ -25,9 +25,10 @@
 
 #include <event2/buffer.h>
 #include <event2/dns.h>
+#include <event2/event.h>
 #include <event2/util.h>
 
-#include "server.h"
+#include "core.h"
 #include "stream.h"
 
 #define READ_CHUNK 65536
@@ -37,9 +38,9 @@ const char gust_err_closed[] = "closed";
 static void on_readable(evutil_socket_t fd, short what, void *arg);
 static void on_writable(evutil_socket_t fd, short what, void *arg);
 
-gust_stream_t *gust_stream_new(gust_server_t *s, int fd) {
+gust_stream_t *gust_stream_new(gust_core_t *s, int fd) {
     gust_stream_t *st = gust_calloc(1, sizeof *st);
-    st->server = s;
+    st->core = s;
     st->fd = fd;
     st->refs = 1;
     st->max_buffer = 100 * 1024 * 1024;
@@ -57,7 +58,7 @@ gust_stream_t *gust_stream_new(gust_server_t *s, int fd) {
 
 /* Gives a stream made with fd -1 its socket. */
 void gust_stream_set_fd(gust_stream_t *st, int fd) {
-    gust_server_t *s = st->server;
+    gust_core_t *s = st->core;
     st->fd = fd;
     event_assign(&st->rev, s->base, fd, EV_READ | EV_PERSIST, on_readable, st);
     event_assign(&st->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_writable, st);
@@ -68,7 +69,7 @@ void gust_stream_incref(gust_stream_t *st) { st->refs++; }
 static void unlink_stream(gust_stream_t *st) {
     if (!st->in_list)
         return;
-    gust_server_t *s = st->server;
+    gust_core_t *s = st->core;
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -86,16 +87,22 @@ void gust_stream_close(gust_stream_t *st, const char *err) {
     event_del(&st->rev);
     event_del(&st->wev);
     st->reading = st->writing = 0;
-    if (st->ssl) {
-        /* A best-effort close_notify; a peer that is gone just misses it. */
-        if (!st->eof && !st->tls_dead)
-            SSL_shutdown(st->ssl);
-        ERR_clear_error();
-    }
+    /* A best-effort close_notify; a peer that is gone just misses it. The
+     * session itself goes with the stream's memory. */
+    if (st->tls.ssl && !st->eof && !st->tls.dead)
+        SSL_shutdown(st->tls.ssl);
+    ERR_clear_error();
     if (st->fd >= 0)
         close(st->fd);
     st->fd = -1;
     unlink_stream(st);
+    if (st->access) {
+        /* A connection taken over from HTTP (a WebSocket): one access log
+         * line for the whole session, now that it ended. */
+        gust_core_log_access(st->core, st->access, 101, st->bytes_out);
+        gust_access_free(st->access);
+        st->access = NULL;
+    }
     if (st->on_close) {
         gust_stream_incref(st);
         st->on_close(st, st->arg);
@@ -108,8 +115,7 @@ void gust_stream_free(gust_stream_t *st) {
         return;
     st->on_close = NULL;
     gust_stream_close(st, NULL);
-    if (st->ssl)
-        SSL_free(st->ssl);
+    gust_tls_close(&st->tls, 0);
     evbuffer_free(st->in);
     evbuffer_free(st->out);
     gust_free(st);
@@ -126,53 +132,8 @@ void gust_stream_read_stop(gust_stream_t *st) {
     if (!st->reading)
         return;
     st->reading = 0;
-    if (!st->tls_write_wants_read) /* else a stalled TLS write still needs it */
+    if (!st->tls.write_wants_read) /* else a stalled TLS write still needs it */
         event_del(&st->rev);
-}
-
-/* SSL_read until OpenSSL needs the socket again (level-triggered events
- * never report what OpenSSL already buffered). Returns the bytes read, or
- * -2 for none yet, -1 with *err; *eof is set at the end of the stream. */
-static ssize_t tls_fill(gust_stream_t *st, const char **err, int *eof) {
-    ssize_t got = 0;
-    for (;;) {
-        struct evbuffer_iovec v;
-        if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
-            return -2;
-        ERR_clear_error();
-        int n = SSL_read(st->ssl, v.iov_base, (int)v.iov_len);
-        v.iov_len = n > 0 ? (size_t)n : 0;
-        evbuffer_commit_space(st->in, &v, 1);
-        if (n > 0) {
-            got += n;
-            if (evbuffer_get_length(st->in) > st->max_buffer)
-                return got;
-            continue;
-        }
-        switch (SSL_get_error(st->ssl, n)) {
-        case SSL_ERROR_WANT_READ:
-            return got ? got : -2;
-        case SSL_ERROR_WANT_WRITE:
-            st->tls_read_wants_write = 1;
-            event_add(&st->wev, NULL);
-            return got ? got : -2;
-        case SSL_ERROR_ZERO_RETURN:
-            *eof = 1;
-            return got;
-        case SSL_ERROR_SYSCALL:
-            if (errno == 0 || errno == ECONNRESET) {
-                *eof = 1;
-                return got;
-            }
-            st->tls_dead = 1;
-            *err = strerror(errno);
-            return -1;
-        default:
-            st->tls_dead = 1;
-            *err = "tls: read failed";
-            return -1;
-        }
-    }
 }
 
 static size_t flush_out(gust_stream_t *st);
@@ -184,17 +145,19 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     ssize_t n;
     /* Held throughout: a callback may drop the owner's reference. */
     gust_stream_incref(st);
-    if (st->tls_write_wants_read) {
-        st->tls_write_wants_read = 0;
+    if (st->tls.write_wants_read) {
+        st->tls.write_wants_read = 0;
         if (!st->reading)
             event_del(&st->rev);
         arm_write(st);
         if (st->closed || !st->reading)
             goto out;
     }
-    if (st->ssl) {
+    if (st->tls.ssl) {
         int eof = 0;
-        n = tls_fill(st, &err, &eof);
+        n = gust_tls_read(&st->tls, st->in, st->max_buffer, &eof, &err);
+        if (st->tls.read_wants_write)
+            event_add(&st->wev, NULL);
         if (n == -2)
             goto out;
         if (eof)
@@ -230,45 +193,26 @@ out:
 /* One SSL_write of the front of the output; the bytes it took, 0 to wait
  * (the flags say for what), -1 when the stream closed. */
 static int tls_write_some(gust_stream_t *st) {
-    struct evbuffer_iovec v;
-    if (evbuffer_peek(st->out, -1, NULL, &v, 1) < 1)
-        return 0;
-    /* After WANT_*, OpenSSL wants the same call repeated. */
-    int len = st->tls_wlen ? st->tls_wlen : (int)(v.iov_len > 65536 ? 65536 : v.iov_len);
-    ERR_clear_error();
-    int n = SSL_write(st->ssl, v.iov_base, len);
-    if (n > 0) {
-        st->tls_wlen = 0;
-        evbuffer_drain(st->out, (size_t)n);
-        return n;
-    }
-    st->tls_wlen = len;
-    switch (SSL_get_error(st->ssl, n)) {
-    case SSL_ERROR_WANT_WRITE:
-        return 0;
-    case SSL_ERROR_WANT_READ:
-        st->tls_write_wants_read = 1;
-        return 0;
-    case SSL_ERROR_SYSCALL:
-        st->tls_dead = 1;
-        gust_stream_close(st, errno ? strerror(errno) : gust_err_closed);
-        return -1;
-    default:
-        st->tls_dead = 1;
-        gust_stream_close(st, "tls: write failed");
-        return -1;
-    }
+    const char *err = NULL;
+    int n = gust_tls_write(&st->tls, st->out, &err);
+    if (n > 0)
+        st->bytes_out += (uint64_t)n;
+    if (n < 0)
+        gust_stream_close(st, strcmp(err, "closed") == 0 ? gust_err_closed : err);
+    return n;
 }
 
 /* Writes what the socket takes; 0 when all is out. */
 static size_t flush_out(gust_stream_t *st) {
     while (!st->closed && evbuffer_get_length(st->out) > 0) {
-        if (st->ssl) {
+        if (st->tls.ssl) {
             if (tls_write_some(st) <= 0)
                 break;
             continue;
         }
         int n = evbuffer_write(st->out, st->fd);
+        if (n > 0)
+            st->bytes_out += (uint64_t)n;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -295,7 +239,7 @@ static void arm_write(gust_stream_t *st) {
         return;
     }
     st->writing = 1;
-    if (st->tls_write_wants_read) {
+    if (st->tls.write_wants_read) {
         event_del(&st->wev); /* writable is not what it waits for */
         event_add(&st->rev, NULL);
     } else {
@@ -306,8 +250,8 @@ static void arm_write(gust_stream_t *st) {
 static void on_writable(evutil_socket_t fd, short what, void *arg) {
     gust_stream_t *st = arg;
     gust_stream_incref(st);
-    if (st->tls_read_wants_write) {
-        st->tls_read_wants_write = 0;
+    if (st->tls.read_wants_write) {
+        st->tls.read_wants_write = 0;
         if (!st->writing)
             event_del(&st->wev);
         if (st->reading)
@@ -329,7 +273,7 @@ size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len) {
     size_t left = flush_out(st);
     if (left > 0 && !st->writing) {
         st->writing = 1;
-        if (st->tls_write_wants_read)
+        if (st->tls.write_wants_read)
             event_add(&st->rev, NULL);
         else
             event_add(&st->wev, NULL);
@@ -342,57 +286,15 @@ size_t gust_stream_pending(const gust_stream_t *st) {
     return st->closed ? 0 : evbuffer_get_length(st->out);
 }
 
-void gust_stream_close_all(gust_server_t *s) {
+void gust_stream_close_all(gust_core_t *s) {
     while (s->streams)
         gust_stream_close(s->streams, NULL);
 }
 
-/* ---- TLS contexts ---------------------------------------------------- */
-
-struct ssl_ctx_st *gust_tls_client_ctx_new(int verify, const char *ca_file, char *err,
-                                           size_t errlen) {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx)
-        goto err;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    /* Partial writes let one SSL_write take what the socket takes; the
-     * buffer may move between a WANT_WRITE and its retry (evbuffer). */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
-    /* Many servers close without close_notify; HTTP framing catches a
-     * truncated body, so a bare EOF is an ordinary end of stream. */
-    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    if (verify) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-            goto err;
-        if (ca_file && *ca_file && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-            unsigned long e = ERR_peek_last_error();
-            snprintf(err, errlen, "tls: cannot load ca_certs %s: %s", ca_file,
-                     e ? ERR_reason_error_string(e) : "unknown error");
-            ERR_clear_error();
-            SSL_CTX_free(ctx);
-            return NULL;
-        }
-    } else {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    }
-    return ctx;
-err: {
-    unsigned long e = ERR_peek_last_error();
-    snprintf(err, errlen, "tls: %s", e ? ERR_reason_error_string(e) : "cannot make a context");
-    ERR_clear_error();
-    SSL_CTX_free(ctx);
-    return NULL;
-}
-}
-
-void gust_tls_ctx_free(struct ssl_ctx_st *ctx) { SSL_CTX_free(ctx); }
-
 /* ---- connecting ------------------------------------------------------ */
 
 struct gust_connect {
-    gust_server_t *server;
+    gust_core_t *core;
     char *host;
     int port, fd;
     unsigned starting : 1, timed_out : 1;
@@ -468,21 +370,21 @@ static void on_handshake_io(evutil_socket_t fd, short what, void *arg) {
 static void handshake_step(gust_connect_t *c) {
     gust_stream_t *st = c->st;
     ERR_clear_error();
-    int rc = SSL_connect(st->ssl);
+    int rc = SSL_connect(st->tls.ssl);
     if (rc == 1) {
         connect_end(c, st, NULL);
         return;
     }
-    int e = SSL_get_error(st->ssl, rc);
+    int e = SSL_get_error(st->tls.ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         event_del(&c->ev);
-        event_assign(&c->ev, c->server->base, st->fd,
+        event_assign(&c->ev, c->core->base, st->fd,
                      e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE, on_handshake_io, c);
         event_add(&c->ev, NULL);
         return;
     }
-    st->tls_dead = 1;
-    long vr = SSL_get_verify_result(st->ssl);
+    st->tls.dead = 1;
+    long vr = SSL_get_verify_result(st->tls.ssl);
     unsigned long ee = ERR_peek_last_error();
     if (vr != X509_V_OK) {
         snprintf(c->msg, sizeof c->msg, "tls: certificate verify failed: %s",
@@ -500,22 +402,22 @@ static void handshake_step(gust_connect_t *c) {
 }
 
 static void start_handshake(gust_connect_t *c, int fd) {
-    gust_stream_t *st = gust_stream_new(c->server, fd);
+    gust_stream_t *st = gust_stream_new(c->core, fd);
     c->st = st;
     c->fd = -1;
-    st->ssl = SSL_new(c->tls);
-    if (!st->ssl || SSL_set_fd(st->ssl, fd) != 1) {
+    st->tls.ssl = SSL_new(c->tls);
+    if (!st->tls.ssl || SSL_set_fd(st->tls.ssl, fd) != 1) {
         connect_end(c, NULL, "tls: cannot make a session");
         return;
     }
     int ip = is_ip_literal(c->host);
     if (!ip)
-        SSL_set_tlsext_host_name(st->ssl, c->host);
+        SSL_set_tlsext_host_name(st->tls.ssl, c->host);
     if (SSL_CTX_get_verify_mode(c->tls) & SSL_VERIFY_PEER) {
-        X509_VERIFY_PARAM *param = SSL_get0_param(st->ssl);
+        X509_VERIFY_PARAM *param = SSL_get0_param(st->tls.ssl);
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, c->host)
-                    : SSL_set1_host(st->ssl, c->host);
+                    : SSL_set1_host(st->tls.ssl, c->host);
         if (ok != 1) {
             connect_end(c, NULL, "tls: cannot set the host name to verify");
             return;
@@ -540,7 +442,7 @@ static void on_connected(evutil_socket_t fd, short what, void *arg) {
         start_handshake(c, fd);
         return;
     }
-    gust_stream_t *st = gust_stream_new(c->server, fd);
+    gust_stream_t *st = gust_stream_new(c->core, fd);
     c->fd = -1;
     connect_end(c, st, NULL);
 }
@@ -555,7 +457,7 @@ static void start_connect(gust_connect_t *c, const struct sockaddr *sa, socklen_
         connect_end(c, NULL, errno == ECONNREFUSED ? "connection refused" : strerror(errno));
         return;
     }
-    event_assign(&c->ev, c->server->base, c->fd, EV_WRITE, on_connected, c);
+    event_assign(&c->ev, c->core->base, c->fd, EV_WRITE, on_connected, c);
     event_add(&c->ev, NULL);
 }
 
@@ -578,13 +480,13 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg) {
     evutil_freeaddrinfo(res);
 }
 
-gust_connect_t *gust_stream_connect(gust_server_t *s, const char *host, int port,
+gust_connect_t *gust_stream_connect(gust_core_t *s, const char *host, int port,
                                     double timeout, gust_connect_cb done, void *arg) {
     gust_connect_opts_t o = {timeout, NULL};
     return gust_stream_connect_ex(s, host, port, &o, done, arg);
 }
 
-gust_connect_t *gust_stream_connect_ex(gust_server_t *s, const char *host, int port,
+gust_connect_t *gust_stream_connect_ex(gust_core_t *s, const char *host, int port,
                                        const gust_connect_opts_t *opts,
                                        gust_connect_cb done, void *arg) {
     static int sigpipe_checked;
@@ -598,7 +500,7 @@ gust_connect_t *gust_stream_connect_ex(gust_server_t *s, const char *host, int p
         sigpipe_checked = 1;
     }
     gust_connect_t *c = gust_calloc(1, sizeof *c);
-    c->server = s;
+    c->core = s;
     c->host = gust_strdup(host);
     c->port = port;
     c->fd = -1;

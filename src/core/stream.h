@@ -16,10 +16,13 @@
 #define GUST_STREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event_struct.h>
 
-typedef struct gust_server gust_server_t;
+#include "tls.h"
+
+typedef struct gust_core gust_core_t;
 typedef struct gust_stream gust_stream_t;
 struct ssl_st;
 struct ssl_ctx_st;
@@ -32,25 +35,24 @@ extern const char gust_err_closed[];
 typedef void (*gust_stream_cb)(gust_stream_t *st, void *arg);
 
 struct gust_stream {
-    gust_server_t *server;
+    gust_core_t *core;
     int fd;
     int refs;
-    unsigned closed : 1, eof : 1, reading : 1, writing : 1, connecting : 1,
-        in_list : 1, tls_read_wants_write : 1, tls_write_wants_read : 1,
-        tls_dead : 1;
+    unsigned closed : 1, eof : 1, reading : 1, writing : 1, connecting : 1, in_list : 1;
     const char *err; /* why it closed, static */
     struct event rev, wev, tev;
     struct evbuffer *in, *out;
     size_t max_buffer; /* input beyond this closes with "max_buffer_size exceeded" */
     gust_stream_cb on_read, on_drain, on_close;
     void *arg;
-    struct ssl_st *ssl; /* TLS: owned, freed with the stream; NULL for plain */
-    int tls_wlen;       /* length of an SSL_write to repeat after WANT_* */
+    gust_tls_t tls; /* TLS: owned, freed with the stream; tls.ssl NULL for plain */
+    uint64_t bytes_out;       /* written to the socket so far */
+    struct gust_access *access; /* owned: a detached request, logged (101) at close */
     gust_stream_t *prev, *next; /* the server's streams */
 };
 
 /* Adopts a connected, non-blocking fd. */
-gust_stream_t *gust_stream_new(gust_server_t *s, int fd);
+gust_stream_t *gust_stream_new(gust_core_t *s, int fd);
 void gust_stream_set_fd(gust_stream_t *st, int fd);
 void gust_stream_incref(gust_stream_t *st);
 /* Drops a reference; the last one closes and frees. NULL is a no-op. */
@@ -68,7 +70,7 @@ size_t gust_stream_pending(const gust_stream_t *st);
  * never called from inside gust_stream_connect(). */
 typedef void (*gust_connect_cb)(gust_stream_t *st, const char *err, void *arg);
 typedef struct gust_connect gust_connect_t;
-gust_connect_t *gust_stream_connect(gust_server_t *s, const char *host, int port,
+gust_connect_t *gust_stream_connect(gust_core_t *s, const char *host, int port,
                                     double timeout, gust_connect_cb done, void *arg);
 
 typedef struct gust_connect_opts {
@@ -81,22 +83,15 @@ typedef struct gust_connect_opts {
  * when the context verifies, checked the peer's certificate and that it is
  * for `host`. Errors: "tls: certificate verify failed: <OpenSSL reason>",
  * "tls: handshake failed: <reason>", and those of a plain connect. */
-gust_connect_t *gust_stream_connect_ex(gust_server_t *s, const char *host, int port,
+gust_connect_t *gust_stream_connect_ex(gust_core_t *s, const char *host, int port,
                                        const gust_connect_opts_t *opts,
                                        gust_connect_cb done, void *arg);
 
-/* A client TLS context: with `verify`, peers are checked against the system
- * CA store plus `ca_file` (PEM, may be NULL); without, anything is accepted.
- * Returns NULL with the reason in err. Free with gust_tls_ctx_free (SSL
- * objects made from it hold their own reference). */
-struct ssl_ctx_st *gust_tls_client_ctx_new(int verify, const char *ca_file, char *err,
-                                           size_t errlen);
-void gust_tls_ctx_free(struct ssl_ctx_st *ctx);
 /* Abandons a connect in progress; `done` will not be called. */
 void gust_stream_connect_cancel(gust_connect_t *c);
 
 /* The server is going away: close every stream (their owners' frees later
  * only release memory). */
-void gust_stream_close_all(gust_server_t *s);
+void gust_stream_close_all(gust_core_t *s);
 
 #endif

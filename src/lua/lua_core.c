@@ -13,7 +13,19 @@
 #include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
+#include "core/mem.h"
+#include "lua_core.h"
+#include "lua_crypto.h"
+#include "lua_httpclient.h"
+#include "lua_pubsub.h"
+#include "lua_request.h"
+#include "lua_sched.h"
+#include "lua_shdict.h"
+#include "lua_socket.h"
+#include "lua_stream.h"
+#include "lua_thread.h"
+#include "lua_timer.h"
+#include "lua_ws.h"
 
 #define LISTENER_MT "gust.listener"
 
@@ -62,12 +74,13 @@ static int core_wake(lua_State *L) {
 }
 
 /* core.run() -- runs the loop until core.stop(). Under the gust executable
- * the loop starts once the app has loaded, so this returns at once there. */
+ * the loop starts once the app has loaded, so this returns at once there.
+ * [-0, +0, e] */
 static int core_run(lua_State *L) {
     gust_server_t *s = upserver(L);
     if (s->loading || s->own_lua)
         return 0;
-    if (event_base_dispatch(s->base) < 0)
+    if (event_base_dispatch(s->core->base) < 0)
         return luaL_error(L, "event loop failed");
     return 0;
 }
@@ -78,7 +91,7 @@ static int core_stop(lua_State *L) {
     if (s->own_lua)
         gust_stop(s);
     else
-        event_base_loopexit(s->base, NULL);
+        event_base_loopexit(s->core->base, NULL);
     return 0;
 }
 
@@ -93,8 +106,8 @@ static int parse_level(lua_State *L, int idx) {
 static int core_log(lua_State *L) {
     gust_server_t *s = upserver(L);
     int level = parse_level(L, 1);
-    if (gust_log_enabled(&s->log, level))
-        gust_log(&s->log, level, "%s", luaL_checkstring(L, 2));
+    if (gust_log_enabled(&s->core->log, level))
+        gust_log(&s->core->log, level, "%s", luaL_checkstring(L, 2));
     return 0;
 }
 
@@ -102,8 +115,8 @@ static int core_log(lua_State *L) {
 static int core_log_level(lua_State *L) {
     gust_server_t *s = upserver(L);
     if (!lua_isnoneornil(L, 1))
-        s->log.level = parse_level(L, 1);
-    lua_pushstring(L, gust_log_level_name(s->log.level));
+        s->core->log.level = parse_level(L, 1);
+    lua_pushstring(L, gust_log_level_name(s->core->log.level));
     return 1;
 }
 
@@ -117,27 +130,83 @@ static int core_set_close_hook(lua_State *L) {
     return 0;
 }
 
-/* Listens for the handler at stack index 1 on port (2) and address (3):
- * HTTP requests go to it, or with `raw` accepted connections as streams
- * (TCPServer). Pushes the listener's handle, or nil and the error. */
+void gust_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                       const luaL_Reg *meta) {
+    if (!luaL_newmetatable(L, name))
+        return;
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    if (meta)
+        luaL_setfuncs(L, meta, 0);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+}
+
+double gust_lua_opt_number(lua_State *L, int idx, const char *name, double dflt) {
+    lua_getfield(L, idx, name);
+    double v = dflt;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "option %s: number expected, got %s", name, luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int gust_lua_opt_bool(lua_State *L, int idx, const char *name, int dflt) {
+    lua_getfield(L, idx, name);
+    int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+void gust_lua_apply_settings(gust_listener_t *l, lua_State *L, int idx) {
+    const gust_config_t *cfg = &l->core->cfg;
+    if (!lua_istable(L, idx)) {
+        gust_listener_set_limits(l, cfg->max_body_size, cfg->max_header_size,
+                                 cfg->idle_connection_timeout, cfg->header_timeout,
+                                 cfg->body_timeout);
+        return;
+    }
+    gust_listener_set_limits(
+        l, (size_t)gust_lua_opt_number(L, idx, "max_body_size", (double)cfg->max_body_size),
+        (size_t)gust_lua_opt_number(L, idx, "max_header_size", (double)cfg->max_header_size),
+        gust_lua_opt_number(L, idx, "idle_connection_timeout", cfg->idle_connection_timeout),
+        gust_lua_opt_number(L, idx, "header_timeout", cfg->header_timeout),
+        gust_lua_opt_number(L, idx, "body_timeout", cfg->body_timeout));
+}
+
+/* Pushes the Lua handle of a new listener. */
+static int listener_push(lua_State *L, gust_lua_handler_t *lh) {
+    struct gust_listener_handle *h = lua_newuserdata(L, sizeof *h);
+    h->l = lh->listener;
+    lh->handle = h;
+    luaL_getmetatable(L, LISTENER_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
 int gust_listen_lua(lua_State *L, gust_server_t *s, int raw) {
     int port = luaL_checkint(L, 2);
-    const char *addr = luaL_optstring(L, 3, s->cfg.bind);
-    lua_pushvalue(L, 1);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    const char *addr = luaL_optstring(L, 3, s->core->cfg.bind);
     char err[GUST_ERR_LEN];
-    gust_listener_t *l = gust_listener_new(s, addr, port, ref, err, sizeof err);
+    gust_listener_t *l = gust_listener_new(s->core, addr, port, err, sizeof err);
     if (!l) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
-    if (raw)
-        l->raw = 1;
-    else
-        gust_listener_apply_settings(l, L, 4);
-    return gust_listener_push(L, l);
+    lua_pushvalue(L, 1);
+    gust_lua_handler_t *lh = gust_lua_handler_attach(s, l, luaL_ref(L, LUA_REGISTRYINDEX));
+    if (raw) {
+        gust_listener_set_accept(l, gust_lua_stream_accept, lh);
+    } else {
+        gust_listener_serve_http(l, &gust_lua_request_handler, lh);
+        gust_lua_apply_settings(l, L, 4);
+    }
+    return listener_push(L, lh);
 }
 
 /* core.listen(handler, port, address?, settings?) -> listener | nil, err
@@ -148,22 +217,13 @@ static int core_listen(lua_State *L) {
     return gust_listen_lua(L, upserver(L), 0);
 }
 
-/* Pushes the Lua handle of a new listener. */
-int gust_listener_push(lua_State *L, gust_listener_t *l) {
-    struct gust_listener_handle *h = lua_newuserdata(L, sizeof *h);
-    h->l = l;
-    l->handle = h;
-    luaL_getmetatable(L, LISTENER_MT);
-    lua_setmetatable(L, -2);
-    return 1;
-}
-
 static gust_listener_t *check_listener(lua_State *L) {
     struct gust_listener_handle *h = luaL_checkudata(L, 1, LISTENER_MT);
     return h->l;
 }
 
-/* listener:port() -> number | nil when closed or a Unix socket */
+/* listener:port() -> number | nil when closed or a Unix socket
+ * [-1, +1, e] */
 static int listener_port(lua_State *L) {
     gust_listener_t *l = check_listener(L);
     if (!l || l->port < 0)
@@ -173,48 +233,54 @@ static int listener_port(lua_State *L) {
     return 1;
 }
 
-/* listener:close() -- stops accepting; open connections carry on */
+/* listener:close() -- stops accepting; open connections carry on
+ * [-1, +0, e] */
 static int listener_close(lua_State *L) {
     gust_listener_t *l = check_listener(L);
     if (l)
-        gust_listener_free(l);
+        gust_listener_close(l);
     return 0;
 }
 
+/* listener __gc -- the listener outlives its handle  [-1, +0, e] */
 static int listener_gc(lua_State *L) {
     struct gust_listener_handle *h = luaL_checkudata(L, 1, LISTENER_MT);
-    if (h->l)
-        h->l->handle = NULL; /* the listener goes on without its handle */
+    if (h->l) /* the listener goes on without its handle */
+        ((gust_lua_handler_t *)h->l->release_arg)->handle = NULL;
     return 0;
 }
 
-/* core.pid() -> this process's pid (a worker's, under the gust command) */
+/* core.pid() -> this process's pid (a worker's, under the gust command)
+ * [-0, +1, -] */
 static int core_pid(lua_State *L) {
     lua_pushinteger(L, getpid());
     return 1;
 }
 
-/* core.metrics() -> the Prometheus text of this server (all its workers) */
+/* core.metrics() -> the Prometheus text of this server (all its workers)
+ * [-0, +1, m] */
 static int core_metrics(lua_State *L) {
     size_t len;
-    char *text = gust_metrics_render(upserver(L)->metrics, &len);
+    char *text = gust_metrics_render(upserver(L)->core->metrics, &len);
     lua_pushlstring(L, text ? text : "", len);
     gust_free(text);
     return 1;
 }
 
 /* core.config() -> {bind=, port=} as given on the command line (port 0:
- * any free port), for scripts that open their own listeners. */
+ * any free port), for scripts that open their own listeners.  [-0, +1, m] */
 static int core_config(lua_State *L) {
     gust_server_t *s = upserver(L);
     lua_createtable(L, 0, 2);
-    lua_pushstring(L, s->cfg.bind);
+    lua_pushstring(L, s->core->cfg.bind);
     lua_setfield(L, -2, "bind");
-    lua_pushinteger(L, s->cfg.port == GUST_PORT_ANY ? 0 : s->cfg.port);
+    lua_pushinteger(L, s->core->cfg.port == GUST_PORT_ANY ? 0 : s->core->cfg.port);
     lua_setfield(L, -2, "port");
     return 1;
 }
 
+/* require "gust.core" -> the module table; the module name it is called
+ * with goes unused  [-1, +1, e] */
 GUST_API int luaopen_gust_core(lua_State *L) {
     gust_server_t *s = gust_server_for_lua(L);
     static const luaL_Reg listener_methods[] = {
@@ -234,16 +300,10 @@ GUST_API int luaopen_gust_core(lua_State *L) {
         {"metrics", core_metrics},
         {"pid", core_pid},
         {NULL, NULL}};
-    if (luaL_newmetatable(L, LISTENER_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, listener_methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, listener_gc);
-        lua_setfield(L, -2, "__gc");
-    }
+    static const luaL_Reg listener_meta[] = {{"__gc", listener_gc}, {NULL, NULL}};
+    gust_lua_newclass(L, LISTENER_MT, listener_methods, listener_meta);
     lua_pop(L, 1);
-    if (s->request_mt_ref == LUA_NOREF)
-        gust_request_open(L, s);
+    gust_lua_request_open(L);
 
     lua_newtable(L);
     lua_pushlightuserdata(L, s);
@@ -257,6 +317,16 @@ GUST_API int luaopen_gust_core(lua_State *L) {
     gust_thread_open(L, s);
     gust_shdict_open(L, s);
     gust_crypto_open(L);
+    /* The reason phrases, from the one table the core answers with. */
+    lua_createtable(L, 0, 80);
+    for (int code = 100; code < 600; code++) {
+        const char *reason = gust_http_reason(code);
+        if (reason) {
+            lua_pushstring(L, reason);
+            lua_rawseti(L, -2, code);
+        }
+    }
+    lua_setfield(L, -2, "responses");
     lua_pushliteral(L, GUST_VERSION);
     lua_setfield(L, -2, "VERSION");
     return 1;

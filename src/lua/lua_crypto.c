@@ -5,13 +5,14 @@
  */
 #include <string.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <zlib.h>
 
-#include "server.h"
+#include "lua_crypto.h"
 
 /* core.hmac_sha256(key, msg) -> 32 raw bytes  [-2, +1, e] */
 static int c_hmac_sha256(lua_State *L) {
@@ -37,8 +38,9 @@ static int digest(lua_State *L, const EVP_MD *md) {
     return 1;
 }
 
-/* core.sha1(s) -> 20 raw bytes; core.sha256(s) -> 32  [-1, +1, e] */
+/* core.sha1(s) -> 20 raw bytes  [-1, +1, e] */
 static int c_sha1(lua_State *L) { return digest(L, EVP_sha1()); }
+/* core.sha256(s) -> 32 raw bytes  [-1, +1, e] */
 static int c_sha256(lua_State *L) { return digest(L, EVP_sha256()); }
 
 /* core.hex(s) -> lower-case hex  [-1, +1, e] */

@@ -22,10 +22,14 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "http_client.h"
-#include "server.h"
+#include "core/http_client.h"
+#include "core/mem.h"
+#include "lua_core.h"
+#include "lua_httpclient.h"
+#include "lua_sched.h"
 
 #define FETCH_MT "gust.httpfetch"
 
@@ -159,6 +163,7 @@ static int lf_close(lua_State *L) {
     return 0;
 }
 
+/* h __gc -- frees the exchange if it is still going  [-1, +0, e] */
 static int lf_gc(lua_State *L) {
     lfetch_t *lf = check_fetch(L);
     gust_http_fetch_free(lf->f);
@@ -166,6 +171,7 @@ static int lf_gc(lua_State *L) {
     return 0;
 }
 
+/* h __tostring -> "gust.httpfetch (host:port)" | "... (ended)"  [-1, +1, e] */
 static int lf_tostring(lua_State *L) {
     lfetch_t *lf = check_fetch(L);
     if (lf->f)
@@ -206,20 +212,6 @@ static int bad_target(const char *s, size_t n) {
         if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
             return 1;
     return 0;
-}
-
-static double opt_number(lua_State *L, int t, const char *k, double dflt) {
-    lua_getfield(L, t, k);
-    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool(lua_State *L, int t, const char *k, int dflt) {
-    lua_getfield(L, t, k);
-    int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
 }
 
 static int has_field(lua_State *L, int t, const char *k) {
@@ -270,13 +262,13 @@ static int core_http_fetch(lua_State *L) {
     o.host = host;
     o.port = port;
     o.tls = tls != 0;
-    o.connect_timeout = opt_number(L, 1, "connect_timeout", 20);
-    o.request_timeout = opt_number(L, 1, "request_timeout", 20);
+    o.connect_timeout = gust_lua_opt_number(L, 1, "connect_timeout", 20);
+    o.request_timeout = gust_lua_opt_number(L, 1, "request_timeout", 20);
     o.idle_timeout = idle_timeout;
-    o.max_body_size = (size_t)opt_number(L, 1, "max_body_size", 100 * 1024 * 1024);
-    o.max_header_size = (size_t)opt_number(L, 1, "max_header_size", 64 * 1024);
-    o.decompress = opt_bool(L, 1, "decompress_response", 1);
-    o.verify = opt_bool(L, 1, "validate_cert", 1);
+    o.max_body_size = (size_t)gust_lua_opt_number(L, 1, "max_body_size", 100 * 1024 * 1024);
+    o.max_header_size = (size_t)gust_lua_opt_number(L, 1, "max_header_size", 64 * 1024);
+    o.decompress = gust_lua_opt_bool(L, 1, "decompress_response", 1);
+    o.verify = gust_lua_opt_bool(L, 1, "validate_cert", 1);
     o.ca_file = ca;
     o.head = mlen == 4 && memcmp(method, "HEAD", 4) == 0;
     o.streaming = has_field(L, 1, "streaming_callback");
@@ -329,7 +321,7 @@ static int core_http_fetch(lua_State *L) {
     luaL_getmetatable(L, FETCH_MT);
     lua_setmetatable(L, -2);
     char err[GUST_ERR_LEN];
-    lf->f = gust_http_fetch_start(s, &o, buf, len, on_progress, lf, err, sizeof err);
+    lf->f = gust_http_fetch_start(s->core, &o, buf, len, on_progress, lf, err, sizeof err);
     if (!lf->f) {
         lua_pushnil(L);
         lua_pushstring(L, err);
@@ -341,14 +333,14 @@ static int core_http_fetch(lua_State *L) {
 /* core.http_pool_idle() -> idle pooled connections  [-0, +1, -] */
 static int core_http_pool_idle(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
-    lua_pushinteger(L, gust_http_pool_idle(s));
+    lua_pushinteger(L, gust_http_pool_idle(s->core));
     return 1;
 }
 
 /* core.http_close_idle() -> how many were closed  [-0, +1, -] */
 static int core_http_close_idle(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
-    lua_pushinteger(L, gust_http_pool_close_idle(s));
+    lua_pushinteger(L, gust_http_pool_close_idle(s->core));
     return 1;
 }
 
@@ -358,18 +350,10 @@ void gust_httpclient_open(lua_State *L, gust_server_t *s) {
                                      {"http_pool_idle", core_http_pool_idle},
                                      {"http_close_idle", core_http_close_idle},
                                      {NULL, NULL}};
-    if (luaL_newmetatable(L, FETCH_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, lf_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, lf_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    static const luaL_Reg meta[] = {{"__gc", lf_gc}, {"__tostring", lf_tostring}, {NULL, NULL}};
+    gust_lua_newclass(L, FETCH_MT, methods, meta);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1); /* into the module table below */
 }
 
-void gust_httpclient_forget_server(gust_server_t *s) { gust_http_pool_free(s); }

@@ -12,9 +12,25 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
+#include "core/mem.h"
+#include "lua_pubsub.h"
+#include "lua_sched.h"
+
+struct gust_bus {
+    int fd; /* to the master; -1 when there is none (one process) */
+    int handler_ref;
+    struct event ev;
+};
+
+gust_bus_t *gust_bus_new(gust_server_t *s) {
+    gust_bus_t *b = gust_calloc(1, sizeof *b);
+    b->fd = -1;
+    b->handler_ref = LUA_NOREF;
+    return b;
+}
 
 static void on_bus(evutil_socket_t fd, short what, void *arg) {
     gust_server_t *s = arg;
@@ -24,32 +40,34 @@ static void on_bus(evutil_socket_t fd, short what, void *arg) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n <= 0) {
-            event_del(&s->bus_ev); /* the master is gone */
+            event_del(&s->bus->ev); /* the master is gone */
             return;
         }
         size_t clen = (unsigned char)msg[0] | (size_t)(unsigned char)msg[1] << 8;
-        if ((size_t)n < 2 + clen || s->bus_handler_ref == LUA_NOREF || !s->L)
+        if ((size_t)n < 2 + clen || s->bus->handler_ref == LUA_NOREF || !s->L)
             continue;
-        lua_State *co = gust_sched_thread(s);
-        lua_rawgeti(co, LUA_REGISTRYINDEX, s->bus_handler_ref);
+        lua_State *co = gust_sched_thread(s->sched);
+        lua_rawgeti(co, LUA_REGISTRYINDEX, s->bus->handler_ref);
         lua_pushlstring(co, msg + 2, clen);
         lua_pushlstring(co, msg + 2 + clen, (size_t)n - 2 - clen);
-        gust_sched_release(s, co, gust_sched_resume(s, co, 2));
+        gust_sched_release(s->sched, co, gust_sched_resume(s, co, 2));
     }
 }
 
 void gust_server_attach_bus(gust_server_t *s, int fd) {
-    s->bus_fd = fd;
-    event_assign(&s->bus_ev, s->base, fd, EV_READ | EV_PERSIST, on_bus, s);
-    event_add(&s->bus_ev, NULL);
+    s->bus->fd = fd;
+    event_assign(&s->bus->ev, s->core->base, fd, EV_READ | EV_PERSIST, on_bus, s);
+    event_add(&s->bus->ev, NULL);
 }
 
-void gust_pubsub_forget_server(gust_server_t *s) {
-    if (s->bus_fd < 0)
+void gust_bus_free(gust_bus_t *b) {
+    if (!b)
         return;
-    event_del(&s->bus_ev);
-    close(s->bus_fd);
-    s->bus_fd = -1;
+    if (b->fd >= 0) {
+        event_del(&b->ev);
+        close(b->fd);
+    }
+    gust_free(b);
 }
 
 /* core.bus_publish(channel, message) -> true | nil, err: to the other
@@ -64,7 +82,7 @@ static int core_bus_publish(lua_State *L) {
         lua_pushliteral(L, "message too large");
         return 2;
     }
-    if (s->bus_fd < 0) {
+    if (s->bus->fd < 0) {
         lua_pushboolean(L, 1);
         return 1;
     }
@@ -74,7 +92,7 @@ static int core_bus_publish(lua_State *L) {
     memset(&mh, 0, sizeof mh);
     mh.msg_iov = iov;
     mh.msg_iovlen = 3;
-    if (sendmsg(s->bus_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+    if (sendmsg(s->bus->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         lua_pushnil(L);
         lua_pushstring(L, errno == EAGAIN ? "bus busy" : strerror(errno));
         return 2;
@@ -88,9 +106,9 @@ static int core_bus_publish(lua_State *L) {
 static int core_set_bus_handler(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
     luaL_checktype(L, 1, LUA_TFUNCTION);
-    luaL_unref(L, LUA_REGISTRYINDEX, s->bus_handler_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->bus->handler_ref);
     lua_pushvalue(L, 1);
-    s->bus_handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->bus->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 

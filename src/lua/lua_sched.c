@@ -10,12 +10,69 @@
  */
 #include <string.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
+#include <luajit.h>
 
-#include "server.h"
+#include "core/mem.h"
+#include "lua_sched.h"
+
+#define THREAD_POOL_MAX 64
+
+struct gust_sched {
+    gust_server_t *server;
+    gust_run_t *runq;
+    size_t runq_len, runq_cap;
+    int pool[THREAD_POOL_MAX]; /* idle request coroutines */
+    int pool_len;
+    int depth;     /* resumes in progress (1: Lua holds the loop) */
+    double t0;     /* when the outermost one began */
+    int warned;    /* this hold was reported while it lasted */
+    int profiling; /* the LuaJIT profiler samples this state */
+};
+
+/* The worker's watchdog slot in the (possibly shared) metrics area. */
+static gust_metrics_slot_t *slot_of(gust_server_t *s) {
+    return &s->core->metrics->slot[s->core->metrics_slot];
+}
+
+gust_sched_t *gust_sched_new(gust_server_t *s) {
+    gust_sched_t *sc = gust_calloc(1, sizeof *sc);
+    sc->server = s;
+    return sc;
+}
+
+void gust_sched_free(gust_sched_t *sc) {
+    if (!sc)
+        return;
+    if (sc->profiling)
+        gust_sched_watch(sc->server, 0);
+    gust_free(sc->runq);
+    gust_free(sc);
+}
+
+void gust_sched_set_running(gust_sched_t *sc, const char *method, const char *uri,
+                            size_t ulen) {
+    /* Into the shared slot, so that the master can name what a worker it
+     * kills was doing; copied, since a finished response resets the
+     * request it points into. */
+    char *what = slot_of(sc->server)->what;
+    if (!method) {
+        what[0] = 0;
+        return;
+    }
+    size_t mlen = strlen(method), room = sizeof slot_of(sc->server)->what;
+    if (mlen + 1 + ulen >= room)
+        ulen = room - mlen - 2;
+    memcpy(what, method, mlen);
+    what[mlen] = ' ';
+    memcpy(what + mlen + 1, uri, ulen);
+    what[mlen + 1 + ulen] = 0;
+}
 
 /* Message handler for lua_pcall: the message plus a traceback. Error
- * objects with __tostring (HTTPError) are rendered through it. */
+ * objects with __tostring (HTTPError) are rendered through it (which may
+ * raise)  [-1, +1, e] */
 int gust_traceback(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
@@ -28,32 +85,121 @@ int gust_traceback(lua_State *L) {
     return 1;
 }
 
-/* The watchdog (--block-warn): Lua cannot be interrupted here (JIT-compiled
- * code runs no hooks), so a resume that held the loop too long is reported
- * when it returns, with where the task now waits. */
-static void warn_blocked(gust_server_t *s, lua_State *co, int rc, double ms) {
+/*
+ * The watchdog (--block-warn). While Lua runs, the worker's slot says since
+ * when; the master reads it to replace a worker held past --block-kill.
+ * The warning itself comes from inside the VM: LuaJIT's profiler samples
+ * the running code (compiled code too, in its line mode) and its callback,
+ * run on this thread at a safe point, reports a hold that passed
+ * --block-warn with the traceback of the code that holds the loop.
+ */
+static void hold_warn(gust_server_t *s, double ms, const char *trace, size_t len) {
+    gust_metrics_slot_t *slot = slot_of(s);
+    if (len >= sizeof slot->trace)
+        len = sizeof slot->trace - 1;
+    memcpy(slot->trace, trace, len);
+    slot->trace[len] = 0;
+    if (s->sched->warned)
+        return;
+    s->sched->warned = 1;
+    __atomic_store_n(&slot->warned, 1, __ATOMIC_RELAXED);
+    if (slot->what[0])
+        gust_log(&s->core->log, GUST_LOG_WARN, "blocked the loop for %.0f ms handling %s\n%s", ms,
+                 slot->what, slot->trace);
+    else
+        gust_log(&s->core->log, GUST_LOG_WARN, "blocked the loop for %.0f ms\n%s", ms,
+                 slot->trace);
+}
+
+static void on_profile(void *data, lua_State *L, int samples, int vmstate) {
+    gust_server_t *s = data;
+    gust_sched_t *sc = s->sched;
+    if (!sc || sc->depth == 0)
+        return;
+    double ms = (gust_now() - sc->t0) * 1000;
+    if (ms < s->core->cfg.block_warn_ms)
+        return;
+    char trace[GUST_TRACE_MAX];
+    size_t len;
+    const char *stack = luaJIT_profile_dumpstack(L, "\n\tpl", 12, &len);
+    int n = snprintf(trace, sizeof trace, "stack traceback:%.*s", (int)len, stack);
+    hold_warn(s, ms, trace, n < 0 ? 0 : (size_t)n < sizeof trace ? (size_t)n : sizeof trace - 1);
+}
+
+void gust_sched_watch(gust_server_t *s, int on) {
+    gust_sched_t *sc = s->sched;
+    int warn_ms = s->core->cfg.block_warn_ms;
+    if (on && !sc->profiling && warn_ms > 0 && s->main_L) {
+        /* A few samples per --block-warn period (CPU time, so an idle
+         * worker takes none); 'l' makes compiled code check for them. */
+        char mode[32];
+        snprintf(mode, sizeof mode, "i%dl", warn_ms / 4 > 10 ? warn_ms / 4 : 10);
+        luaJIT_profile_start(s->main_L, mode, on_profile, s);
+        sc->profiling = 1;
+    } else if (!on && sc->profiling) {
+        luaJIT_profile_stop(s->main_L);
+        sc->profiling = 0;
+    }
+}
+
+static void hold_begin(gust_server_t *s) {
+    gust_sched_t *sc = s->sched;
+    if (sc->depth++)
+        return;
+    sc->t0 = gust_now();
+    sc->warned = 0;
+    gust_metrics_slot_t *slot = slot_of(s);
+    slot->warned = 0;
+    __atomic_store_n(&slot->busy_since_us, (uint64_t)(sc->t0 * 1e6), __ATOMIC_RELEASE);
+}
+
+static void hold_end(gust_server_t *s, lua_State *co, int rc) {
+    gust_sched_t *sc = s->sched;
+    if (--sc->depth)
+        return;
+    __atomic_store_n(&slot_of(s)->busy_since_us, 0, __ATOMIC_RELEASE);
+    int warn_ms = s->core->cfg.block_warn_ms;
+    double ms = (gust_now() - sc->t0) * 1000;
+    if (warn_ms <= 0 || ms < warn_ms || sc->warned || !s->L)
+        return;
+    /* Held too long, but ended before a sample caught it (or in C code):
+     * what it ran last is all there is to say. */
     lua_State *L = s->L;
     if (rc == LUA_YIELD)
-        luaL_traceback(L, co, NULL, 0);
+        luaL_traceback(L, co, "stack traceback (where it yielded after holding the loop):", 0);
     else
-        lua_pushliteral(L, "stack traceback:\n\t(the task has finished)");
-    if (s->running_what[0])
-        gust_log(&s->log, GUST_LOG_WARN, "blocked the loop for %.0f ms handling %s\n%s", ms,
-                 s->running_what, lua_tostring(L, -1));
-    else
-        gust_log(&s->log, GUST_LOG_WARN, "blocked the loop for %.0f ms\n%s", ms,
-                 lua_tostring(L, -1));
+        lua_pushliteral(L, "stack traceback:\n\t(the task finished before a sample was taken)");
+    size_t len;
+    const char *trace = lua_tolstring(L, -1, &len);
+    hold_warn(s, ms, trace, len);
     lua_pop(L, 1);
 }
 
+/* Lua ran out of memory: this worker finishes what it can and is
+ * replaced (its heap may be fragmented past use, and a retry would fail
+ * the same way). */
+void gust_sched_out_of_memory(gust_server_t *s) {
+    gust_core_t *c = s->core;
+    if (c->stopping)
+        return;
+    gust_log(&c->log, GUST_LOG_ERROR,
+             "out of Lua memory: this worker finishes its requests and is replaced");
+    __atomic_fetch_add(&c->metrics->replaced[GUST_REPLACED_MEMORY], 1, __ATOMIC_RELAXED);
+    c->exit_status = GUST_EXIT_REPLACE;
+    gust_core_stop(c);
+}
+
+static int is_oom(lua_State *co, int rc) {
+    if (rc == LUA_ERRMEM)
+        return 1;
+    const char *msg = lua_tostring(co, -1);
+    return msg && strstr(msg, "not enough memory") != NULL;
+}
+
 int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs) {
-    double t0 = s->cfg.block_warn_ms > 0 ? gust_now() : 0;
+    hold_begin(s);
     int rc = lua_resume(co, nargs);
-    if (t0 > 0) {
-        double ms = (gust_now() - t0) * 1000;
-        if (ms >= s->cfg.block_warn_ms && s->L)
-            warn_blocked(s, co, rc, ms);
-    }
+    hold_end(s, co, rc);
     if (rc == 0 || rc == LUA_YIELD) {
         lua_settop(co, 0); /* results or yielded values: nobody reads them */
         return rc;
@@ -61,12 +207,15 @@ int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs) {
     /* An error escaped the framework's own handlers: log it with the dead
      * coroutine's traceback, the only place it is still available. */
     lua_State *L = s->L;
+    int oom = is_oom(co, rc);
     const char *msg = lua_tostring(co, -1);
     if (!msg && luaL_callmeta(co, -1, "__tostring"))
         msg = lua_tostring(co, -1);
     luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
-    gust_log(&s->log, GUST_LOG_ERROR, "uncaught error in task: %s", lua_tostring(L, -1));
+    gust_log(&s->core->log, GUST_LOG_ERROR, "uncaught error in task: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
+    if (oom)
+        gust_sched_out_of_memory(s);
     return rc;
 }
 
@@ -76,22 +225,20 @@ int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs) {
  * threads that finished without ever yielding go back, since nothing but
  * their own run can have kept a reference to them for a later wake-up.
  */
-#define THREAD_POOL_MAX 64
-
-lua_State *gust_sched_thread(gust_server_t *s) {
-    lua_State *L = s->L;
-    if (s->pool_len > 0) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->pool[--s->pool_len]);
-        luaL_unref(L, LUA_REGISTRYINDEX, s->pool[s->pool_len]);
+lua_State *gust_sched_thread(gust_sched_t *sc) {
+    lua_State *L = sc->server->L;
+    if (sc->pool_len > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, sc->pool[--sc->pool_len]);
+        luaL_unref(L, LUA_REGISTRYINDEX, sc->pool[sc->pool_len]);
         return lua_tothread(L, -1);
     }
     return lua_newthread(L);
 }
 
-void gust_sched_release(gust_server_t *s, lua_State *co, int rc) {
-    lua_State *L = s->L;
-    if (rc == 0 && s->pool_len < THREAD_POOL_MAX && lua_gettop(co) == 0)
-        s->pool[s->pool_len++] = luaL_ref(L, LUA_REGISTRYINDEX);
+void gust_sched_release(gust_sched_t *sc, lua_State *co, int rc) {
+    lua_State *L = sc->server->L;
+    if (rc == 0 && sc->pool_len < THREAD_POOL_MAX && lua_gettop(co) == 0)
+        sc->pool[sc->pool_len++] = luaL_ref(L, LUA_REGISTRYINDEX);
     else
         lua_pop(L, 1);
 }
@@ -105,15 +252,15 @@ int gust_sched_anchor(lua_State *co) {
 }
 
 void gust_sched_push(gust_server_t *s, gust_run_t run) {
-    if (!s->L) {
+    if (!s->L)
         return; /* shutting down: nothing will run again */
+    gust_sched_t *sc = s->sched;
+    if (sc->runq_len == sc->runq_cap) {
+        sc->runq_cap = sc->runq_cap ? sc->runq_cap * 2 : 64;
+        sc->runq = gust_realloc(sc->runq, sc->runq_cap * sizeof *sc->runq);
     }
-    if (s->runq_len == s->runq_cap) {
-        s->runq_cap = s->runq_cap ? s->runq_cap * 2 : 64;
-        s->runq = gust_realloc(s->runq, s->runq_cap * sizeof *s->runq);
-    }
-    s->runq[s->runq_len++] = run;
-    gust_server_defer(s);
+    sc->runq[sc->runq_len++] = run;
+    gust_core_defer(s->core);
 }
 
 /* Starts fn(...) -- the function and its `nargs` arguments on top of L,
@@ -128,11 +275,15 @@ void gust_sched_start(gust_server_t *s, lua_State *L, int nargs) {
 
 /* Runs what was queued before this call; what those runs queue waits for
  * the next loop iteration, so a busy task cannot starve I/O. */
-void gust_sched_run_queue(gust_server_t *s) {
+size_t gust_sched_pending(const gust_sched_t *sc) { return sc->runq_len; }
+
+int gust_sched_run_queue(void *arg) {
+    gust_sched_t *sc = arg;
+    gust_server_t *s = sc->server;
     lua_State *L = s->L;
-    size_t n = s->runq_len;
+    size_t n = sc->runq_len;
     for (size_t i = 0; i < n && s->L; i++) {
-        gust_run_t run = s->runq[i];
+        gust_run_t run = sc->runq[i];
         lua_rawgeti(L, LUA_REGISTRYINDEX, run.co_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, run.co_ref);
         lua_State *co = lua_tothread(L, -1);
@@ -164,7 +315,8 @@ void gust_sched_run_queue(gust_server_t *s) {
         gust_sched_resume(s, co, nargs);
         lua_pop(L, 1);
     }
-    if (s->runq_len > n)
-        memmove(s->runq, s->runq + n, (s->runq_len - n) * sizeof *s->runq);
-    s->runq_len -= n;
+    if (sc->runq_len > n)
+        memmove(sc->runq, sc->runq + n, (sc->runq_len - n) * sizeof *sc->runq);
+    sc->runq_len -= n;
+    return sc->runq_len > 0;
 }

@@ -17,10 +17,12 @@
 #include <math.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
-#include "shdict.h"
+#include "core/shdict.h"
+#include "lua_core.h"
+#include "lua_shdict.h"
 
 #define SHDICT_MT "gust.shared.dict"
 #define KEYS_DEFAULT 1024
@@ -278,6 +280,8 @@ static int dict_name(lua_State *L) {
     return 1;
 }
 
+/* dict __tostring -> "gust.shared.dict: name (bytes)" | "...: closed"
+ * [-1, +1, e] */
 static int dict_tostring(lua_State *L) {
     shdict_handle_t *h = luaL_checkudata(L, 1, SHDICT_MT);
     if (h->d)
@@ -288,6 +292,7 @@ static int dict_tostring(lua_State *L) {
     return 1;
 }
 
+/* dict __gc -- unmaps this process's view of the segment  [-1, +0, e] */
 static int dict_gc(lua_State *L) {
     shdict_handle_t *h = luaL_checkudata(L, 1, SHDICT_MT);
     gust_shdict_free(h->d);
@@ -347,14 +352,7 @@ void gust_shdict_open(lua_State *L, gust_server_t *s) {
                                        {NULL, NULL}};
     static const luaL_Reg metamethods[] = {
         {"__gc", dict_gc}, {"__tostring", dict_tostring}, {NULL, NULL}};
-    if (luaL_newmetatable(L, SHDICT_MT)) {
-        luaL_setfuncs(L, metamethods, 0);
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushliteral(L, SHDICT_MT);
-        lua_setfield(L, -2, "__name");
-    }
+    gust_lua_newclass(L, SHDICT_MT, methods, metamethods);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, (void *)&cache_key);
     lua_rawget(L, LUA_REGISTRYINDEX);

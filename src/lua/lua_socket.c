@@ -21,9 +21,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
+#include "core/mem.h"
+#include "lua_core.h"
+#include "lua_sched.h"
+#include "lua_socket.h"
 
 #define SOCKET_MT "gust.socket"
 #define WATCHER_MT "gust.watcher"
@@ -99,7 +103,7 @@ void gust_push_address(lua_State *L, const struct sockaddr *sa) {
 static int core_bind_socket(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
     int port = luaL_checkint(L, 1);
-    const char *addr = luaL_optstring(L, 2, s->cfg.bind);
+    const char *addr = luaL_optstring(L, 2, s->core->cfg.bind);
     int backlog = luaL_optint(L, 3, 128);
     char err[GUST_ERR_LEN];
     int bound;
@@ -118,13 +122,13 @@ static int core_bind_socket(lua_State *L) {
     return 1;
 }
 
-/* sock:fileno() -> fd | -1 */
+/* sock:fileno() -> fd | -1  [-1, +1, e] */
 static int sock_fileno(lua_State *L) {
     lua_pushinteger(L, check_socket(L)->fd);
     return 1;
 }
 
-/* sock:setblocking(flag) */
+/* sock:setblocking(flag)  [-(1..2), +0, e] */
 static int sock_setblocking(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     sk->blocking = lua_toboolean(L, 2);
@@ -133,7 +137,8 @@ static int sock_setblocking(lua_State *L) {
     return 0;
 }
 
-/* sock:accept() -> conn, {ip, port} | nil, "EAGAIN" | nil, err */
+/* sock:accept() -> conn, {ip, port} | nil, "EAGAIN" | nil, err
+ * [-1, +2, e] */
 static int sock_accept(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     if (sk->fd < 0)
@@ -152,7 +157,8 @@ static int sock_accept(lua_State *L) {
     return 2;
 }
 
-/* sock:recv(n) -> 1..n bytes | nil, "EAGAIN" | nil, "closed" | nil, err */
+/* sock:recv(n) -> 1..n bytes | nil, "EAGAIN" | nil, "closed" | nil, err
+ * [-2, +1|2, e] */
 static int sock_recv(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     int n = luaL_checkint(L, 2);
@@ -177,7 +183,7 @@ static int sock_recv(lua_State *L) {
     return 1;
 }
 
-/* sock:send(s) -> bytes sent | nil, "EAGAIN" | nil, err */
+/* sock:send(s) -> bytes sent | nil, "EAGAIN" | nil, err  [-2, +1|2, e] */
 static int sock_send(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     size_t len;
@@ -194,7 +200,7 @@ static int sock_send(lua_State *L) {
     return 1;
 }
 
-/* sock:getsockname() -> {ip, port} */
+/* sock:getsockname() -> {ip, port} | nil, err  [-1, +1|2, e] */
 static int sock_getsockname(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     struct sockaddr_storage ss;
@@ -205,6 +211,7 @@ static int sock_getsockname(lua_State *L) {
     return 1;
 }
 
+/* sock:close(), also its __gc -- closes the fd once  [-1, +0, e] */
 static int sock_close(lua_State *L) {
     gust_socket_t *sk = check_socket(L);
     if (sk->fd >= 0)
@@ -213,6 +220,7 @@ static int sock_close(lua_State *L) {
     return 0;
 }
 
+/* sock __tostring -> "gust.socket (fd N)"  [-1, +1, e] */
 static int sock_tostring(lua_State *L) {
     lua_pushfstring(L, "gust.socket (fd %d)", check_socket(L)->fd);
     return 1;
@@ -240,12 +248,12 @@ static void on_fd(evutil_socket_t fd, short what, void *arg) {
     gust_watcher_t *w = arg;
     gust_server_t *s = w->server;
     int events = (what & EV_READ ? IO_READ : 0) | (what & EV_WRITE ? IO_WRITE : 0);
-    lua_State *co = gust_sched_thread(s);
+    lua_State *co = gust_sched_thread(s->sched);
     lua_rawgeti(co, LUA_REGISTRYINDEX, w->fn_ref);
     lua_pushinteger(co, fd);
     lua_pushinteger(co, events);
     int rc = gust_sched_resume(s, co, 2);
-    gust_sched_release(s, co, rc);
+    gust_sched_release(s->sched, co, rc);
 }
 
 static void watcher_stop(gust_server_t *s, gust_watcher_t *w) {
@@ -311,7 +319,7 @@ static int core_add_handler(lua_State *L) {
     w->events = events;
     lua_pushvalue(L, 2);
     w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    event_assign(&w->ev, s->base, fd, to_libevent(events), on_fd, w);
+    event_assign(&w->ev, s->core->base, fd, to_libevent(events), on_fd, w);
     event_add(&w->ev, NULL);
     w->next = s->watchers;
     if (s->watchers)
@@ -339,7 +347,7 @@ static int core_update_handler(lua_State *L) {
         return luaL_error(L, "fd %d has no handler", fd);
     event_del(&w->ev);
     w->events = events;
-    event_assign(&w->ev, s->base, fd, to_libevent(events), on_fd, w);
+    event_assign(&w->ev, s->core->base, fd, to_libevent(events), on_fd, w);
     event_add(&w->ev, NULL);
     return 0;
 }
@@ -378,15 +386,8 @@ void gust_socket_open(lua_State *L, gust_server_t *s) {
                                      {"update_handler", core_update_handler},
                                      {"remove_handler", core_remove_handler},
                                      {NULL, NULL}};
-    if (luaL_newmetatable(L, SOCKET_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, sock_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, sock_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    static const luaL_Reg meta[] = {{"__gc", sock_close}, {"__tostring", sock_tostring}, {NULL, NULL}};
+    gust_lua_newclass(L, SOCKET_MT, methods, meta);
     lua_pop(L, 1);
     luaL_newmetatable(L, WATCHER_MT);
     lua_pop(L, 1);

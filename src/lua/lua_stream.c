@@ -19,10 +19,16 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
-#include "stream.h"
+#include "core/mem.h"
+#include "core/stream.h"
+#include "lua_core.h"
+#include "lua_request.h"
+#include "lua_sched.h"
+#include "lua_socket.h"
+#include "lua_stream.h"
 
 #define STREAM_MT "gust.stream"
 #define HIGH_MARK (64 * 1024)
@@ -171,7 +177,7 @@ static void on_close(gust_stream_t *st, void *arg) {
 /* Wraps `st` in a new userdata on L's stack. */
 static lstream_t *push_stream(lua_State *L, gust_server_t *s, gust_stream_t *st);
 
-void gust_stream_push(lua_State *L, gust_server_t *s, gust_stream_t *st) {
+void gust_lua_stream_push(lua_State *L, gust_server_t *s, gust_stream_t *st) {
     push_stream(L, s, st);
 }
 
@@ -179,7 +185,7 @@ void gust_stream_push(lua_State *L, gust_server_t *s, gust_stream_t *st) {
  * IOStream at idx, which is closed from then on (the way from an upgraded
  * HTTP connection to a WebSocket). NULL when idx is not an IOStream, has
  * lost its stream, or has a read or write waiting. */
-gust_stream_t *gust_stream_take(lua_State *L, int idx) {
+gust_stream_t *gust_lua_stream_take(lua_State *L, int idx) {
     lstream_t *ls = luaL_testudata(L, idx, STREAM_MT);
     if (!ls || !ls->st || ls->read_ref != LUA_NOREF || ls->write_ref != LUA_NOREF)
         return NULL;
@@ -237,7 +243,8 @@ static int start_read(lua_State *L, lstream_t *ls) {
     return lua_yield(L, 0);
 }
 
-/* stream:read_until(delim, max_bytes?) -> data ending with delim | nil, err */
+/* stream:read_until(delim, max_bytes?) -> data ending with delim | nil, err
+ * (yields until then)  [-(2..3), +1|2, e] */
 static int ls_read_until(lua_State *L) {
     lstream_t *ls = check_stream(L);
     size_t dlen;
@@ -252,7 +259,8 @@ static int ls_read_until(lua_State *L) {
     return start_read(L, ls);
 }
 
-/* stream:read_bytes(n, partial?) -> data | nil, err */
+/* stream:read_bytes(n, partial?) -> data | nil, err (yields until then)
+ * [-(2..3), +1|2, e] */
 static int ls_read_bytes(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_Number n = luaL_checknumber(L, 2);
@@ -263,14 +271,16 @@ static int ls_read_bytes(lua_State *L) {
     return start_read(L, ls);
 }
 
-/* stream:read_until_close() -> everything until EOF */
+/* stream:read_until_close() -> everything until EOF | nil, err (yields
+ * until then)  [-1, +1|2, e] */
 static int ls_read_until_close(lua_State *L) {
     lstream_t *ls = check_stream(L);
     ls->kind = READ_CLOSE;
     return start_read(L, ls);
 }
 
-/* stream:write(data) -> true | nil, err; yields above the high-water mark */
+/* stream:write(data) -> true | nil, err; yields above the high-water mark
+ * [-2, +1|2, e] */
 static int ls_write(lua_State *L) {
     lstream_t *ls = check_stream(L);
     size_t len;
@@ -293,6 +303,7 @@ static int ls_write(lua_State *L) {
     return 1;
 }
 
+/* stream:close() -- closes the connection; a no-op once closed  [-1, +0, e] */
 static int ls_close(lua_State *L) {
     lstream_t *ls = check_stream(L);
     if (ls->st)
@@ -300,12 +311,14 @@ static int ls_close(lua_State *L) {
     return 0;
 }
 
+/* stream:closed() -> true once closed  [-1, +1, e] */
 static int ls_closed(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_pushboolean(L, !ls->st || ls->st->closed);
     return 1;
 }
 
+/* stream:fileno() -> fd | -1  [-1, +1, e] */
 static int ls_fileno(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_pushinteger(L, ls->st ? ls->st->fd : -1);
@@ -313,7 +326,8 @@ static int ls_fileno(lua_State *L) {
 }
 
 /* stream:set_close_callback(fn|nil): fn() runs once the stream closes; the
- * stream watches the socket meanwhile, so a peer's close is noticed. */
+ * stream watches the socket meanwhile, so a peer's close is noticed.
+ * [-(1..2), +0, e] */
 static int ls_set_close_callback(lua_State *L) {
     lstream_t *ls = check_stream(L);
     luaL_unref(L, LUA_REGISTRYINDEX, ls->close_ref);
@@ -329,7 +343,7 @@ static int ls_set_close_callback(lua_State *L) {
     return 0;
 }
 
-/* stream:set_max_buffer_size(n) */
+/* stream:set_max_buffer_size(n)  [-2, +0, e] */
 static int ls_set_max_buffer_size(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_Number n = luaL_checknumber(L, 2);
@@ -339,6 +353,7 @@ static int ls_set_max_buffer_size(lua_State *L) {
     return 0;
 }
 
+/* stream __gc -- frees the stream (closing its socket)  [-1, +0, e] */
 static int ls_gc(lua_State *L) {
     lstream_t *ls = check_stream(L);
     if (ls->st) {
@@ -351,20 +366,21 @@ static int ls_gc(lua_State *L) {
     return 0;
 }
 
+/* stream __tostring -> "gust.stream (fd N)"  [-1, +1, e] */
 static int ls_tostring(lua_State *L) {
     lstream_t *ls = check_stream(L);
     lua_pushfstring(L, "gust.stream (fd %d)", ls->st ? ls->st->fd : -1);
     return 1;
 }
 
-/* core.stream(fd | socket) -> stream: adopts the descriptor */
+/* core.stream(fd | socket) -> stream: adopts the descriptor  [-1, +1, e] */
 static int core_stream(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
     int fd = gust_socket_take(L, 1);
     if (fd < 0 && lua_type(L, 1) == LUA_TNUMBER)
         fd = (int)lua_tointeger(L, 1);
     luaL_argcheck(L, fd >= 0, 1, "open fd or gust.socket expected");
-    gust_stream_t *st = gust_stream_new(s, fd);
+    gust_stream_t *st = gust_stream_new(s->core, fd);
     push_stream(L, s, st);
     return 1;
 }
@@ -396,7 +412,8 @@ static void on_connect_done(gust_stream_t *st, const char *err, void *arg) {
     gust_free(pc);
 }
 
-/* core.connect(host, port, timeout?) -> stream | nil, err (yields) */
+/* core.connect(host, port, timeout?) -> stream | nil, err (yields)
+ * [-(2..3), +1|2, e] */
 static int core_connect(lua_State *L) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
     const char *host = luaL_checkstring(L, 1);
@@ -409,23 +426,30 @@ static int core_connect(lua_State *L) {
     pending_connect_t *pc = gust_malloc(sizeof *pc);
     pc->server = s;
     pc->co_ref = ref;
-    gust_stream_connect(s, host, port, timeout, on_connect_done, pc);
+    gust_stream_connect(s->core, host, port, timeout, on_connect_done, pc);
     return lua_yield(L, 0);
 }
 
-void gust_conn_accept_stream(gust_listener_t *l, int fd, const struct sockaddr *sa) {
-    gust_server_t *s = l->server;
+void gust_lua_stream_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int salen,
+                            void *arg) {
+    gust_lua_handler_t *lh = arg;
+    gust_server_t *s = lh->server;
     lua_State *L = s->L;
+    if (!L) {
+        close(fd);
+        return;
+    }
     lua_State *co = lua_newthread(L);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, l->handler_ref);
-    push_stream(co, s, gust_stream_new(s, fd));
+    lua_rawgeti(co, LUA_REGISTRYINDEX, lh->handler_ref);
+    push_stream(co, s, gust_stream_new(s->core, fd));
     gust_push_address(co, sa);
     gust_sched_resume(s, co, 2);
     lua_pop(L, 1);
 }
 
 /* core.listen_stream(fn, port, address?) -> listener | nil, err:
- * fn(stream, {ip, port}) runs in a task per accepted connection */
+ * fn(stream, {ip, port}) runs in a task per accepted connection
+ * [-(2..3), +1|2, e] */
 static int core_listen_stream(lua_State *L) {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     return gust_listen_lua(L, lua_touserdata(L, lua_upvalueindex(1)), 1);
@@ -447,15 +471,8 @@ void gust_stream_open(lua_State *L, gust_server_t *s) {
                                      {"connect", core_connect},
                                      {"listen_stream", core_listen_stream},
                                      {NULL, NULL}};
-    if (luaL_newmetatable(L, STREAM_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, ls_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, ls_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    static const luaL_Reg meta[] = {{"__gc", ls_gc}, {"__tostring", ls_tostring}, {NULL, NULL}};
+    gust_lua_newclass(L, STREAM_MT, methods, meta);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);

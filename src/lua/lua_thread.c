@@ -15,10 +15,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "server.h"
+#include "core/mem.h"
+#include "lua_sched.h"
+#include "lua_thread.h"
 
 #define POOL_THREADS 4
 #define MAX_VALUES 64
@@ -208,7 +211,7 @@ static struct gust_threads *pool(gust_server_t *s) {
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    event_assign(&t->ev, s->base, t->efd, EV_READ | EV_PERSIST, on_done, s);
+    event_assign(&t->ev, s->core->base, t->efd, EV_READ | EV_PERSIST, on_done, s);
     event_add(&t->ev, NULL);
     s->threads = t;
     return t;

@@ -15,9 +15,13 @@
 #include <math.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <lauxlib.h>
 
-#include "server.h"
+#include "core/mem.h"
+#include "lua_core.h"
+#include "lua_sched.h"
+#include "lua_timer.h"
 
 #define TIMER_MT "gust.timer"
 
@@ -38,6 +42,13 @@ struct gust_timer_slot {
     double when;
     uint64_t seq;
     gust_timer_t *t;
+};
+
+struct gust_timers {
+    struct gust_timer_slot *heap;
+    size_t len, cap, cancelled;
+    uint64_t seq;
+    struct event ev; /* armed for the earliest deadline */
 };
 
 /* ---- the heap ------------------------------------------------------- */
@@ -75,55 +86,55 @@ static void sift_down(struct gust_timer_slot *h, size_t n, size_t i) {
 }
 
 static void arm(gust_server_t *s) {
-    if (s->theap_len == 0) {
-        evtimer_del(&s->timer_ev);
+    if (s->timers->len == 0) {
+        evtimer_del(&s->timers->ev);
         return;
     }
-    double delay = s->theap[0].when - gust_now();
+    double delay = s->timers->heap[0].when - gust_now();
     if (delay < 0)
         delay = 0;
     struct timeval tv;
     tv.tv_sec = (time_t)delay;
     tv.tv_usec = (suseconds_t)((delay - floor(delay)) * 1e6);
-    evtimer_add(&s->timer_ev, &tv);
+    evtimer_add(&s->timers->ev, &tv);
 }
 
 static void heap_push(gust_server_t *s, gust_timer_t *t, double when) {
-    if (s->theap_len == s->theap_cap) {
-        s->theap_cap = s->theap_cap ? s->theap_cap * 2 : 64;
-        s->theap = gust_realloc(s->theap, s->theap_cap * sizeof *s->theap);
+    if (s->timers->len == s->timers->cap) {
+        s->timers->cap = s->timers->cap ? s->timers->cap * 2 : 64;
+        s->timers->heap = gust_realloc(s->timers->heap, s->timers->cap * sizeof *s->timers->heap);
     }
-    struct gust_timer_slot *slot = &s->theap[s->theap_len++];
+    struct gust_timer_slot *slot = &s->timers->heap[s->timers->len++];
     slot->when = when;
-    slot->seq = s->timer_seq++;
+    slot->seq = s->timers->seq++;
     slot->t = t;
-    sift_up(s->theap, s->theap_len - 1);
-    if (s->theap[0].t == t)
+    sift_up(s->timers->heap, s->timers->len - 1);
+    if (s->timers->heap[0].t == t)
         arm(s);
 }
 
 static void heap_pop(gust_server_t *s) {
-    s->theap[0] = s->theap[--s->theap_len];
-    if (s->theap_len)
-        sift_down(s->theap, s->theap_len, 0);
+    s->timers->heap[0] = s->timers->heap[--s->timers->len];
+    if (s->timers->len)
+        sift_down(s->timers->heap, s->timers->len, 0);
 }
 
 /* Drops cancelled entries and rebuilds the heap (Floyd, O(n)). */
 static void heap_compact(gust_server_t *s, lua_State *L) {
     size_t n = 0;
-    for (size_t i = 0; i < s->theap_len; i++) {
-        gust_timer_t *t = s->theap[i].t;
+    for (size_t i = 0; i < s->timers->len; i++) {
+        gust_timer_t *t = s->timers->heap[i].t;
         if (t->server) {
-            s->theap[n++] = s->theap[i];
+            s->timers->heap[n++] = s->timers->heap[i];
         } else {
             luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
             t->self_ref = LUA_NOREF;
         }
     }
-    s->theap_len = n;
-    s->timers_cancelled = 0;
+    s->timers->len = n;
+    s->timers->cancelled = 0;
     for (size_t i = n / 2; i-- > 0;)
-        sift_down(s->theap, n, i);
+        sift_down(s->timers->heap, n, i);
     arm(s);
 }
 
@@ -148,7 +159,7 @@ static void fire(gust_server_t *s, gust_timer_t *t) {
     /* call_later: fn(...) in a coroutine of its own (a recycled one when
      * the previous callback finished without yielding). The userdata stays
      * on the stack until its fields have been read. */
-    lua_State *co = gust_sched_thread(s);
+    lua_State *co = gust_sched_thread(s->sched);
     lua_rawgeti(co, LUA_REGISTRYINDEX, t->fn_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
     t->fn_ref = LUA_NOREF;
@@ -165,7 +176,7 @@ static void fire(gust_server_t *s, gust_timer_t *t) {
         }
         lua_pop(L, 1);
     }
-    gust_sched_release(s, co, gust_sched_resume(s, co, n));
+    gust_sched_release(s->sched, co, gust_sched_resume(s, co, n));
     lua_pop(L, 1);
 }
 
@@ -174,16 +185,16 @@ static void fire(gust_server_t *s, gust_timer_t *t) {
 static void on_timer_ev(evutil_socket_t fd, short what, void *arg) {
     gust_server_t *s = arg;
     double now = gust_now();
-    uint64_t seq_limit = s->timer_seq;
-    while (s->theap_len && s->L) {
-        struct gust_timer_slot top = s->theap[0];
+    uint64_t seq_limit = s->timers->seq;
+    while (s->timers->len && s->L) {
+        struct gust_timer_slot top = s->timers->heap[0];
         if (top.when > now || top.seq >= seq_limit)
             break;
         heap_pop(s);
         if (top.t->server) {
             fire(s, top.t);
         } else {
-            s->timers_cancelled--;
+            s->timers->cancelled--;
             luaL_unref(s->L, LUA_REGISTRYINDEX, top.t->self_ref);
             top.t->self_ref = LUA_NOREF;
         }
@@ -191,19 +202,22 @@ static void on_timer_ev(evutil_socket_t fd, short what, void *arg) {
     arm(s);
 }
 
-void gust_timer_init(gust_server_t *s) {
-    evtimer_assign(&s->timer_ev, s->base, on_timer_ev, s);
+gust_timers_t *gust_timers_new(gust_server_t *s) {
+    gust_timers_t *t = gust_calloc(1, sizeof *t);
+    evtimer_assign(&t->ev, s->core->base, on_timer_ev, s);
+    return t;
 }
 
-/* The server is going away: pending timers forget it. */
-void gust_timer_forget_server(gust_server_t *s) {
-    for (size_t i = 0; i < s->theap_len; i++)
-        s->theap[i].t->server = NULL;
-    s->theap_len = 0;
-    gust_free(s->theap);
-    s->theap = NULL;
-    s->theap_cap = 0;
-    evtimer_del(&s->timer_ev);
+size_t gust_timers_pending(const gust_timers_t *t) { return t->len - t->cancelled; }
+
+void gust_timers_free(gust_timers_t *t) {
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->len; i++)
+        t->heap[i].t->server = NULL;
+    evtimer_del(&t->ev);
+    gust_free(t->heap);
+    gust_free(t);
 }
 
 /* ---- the Lua side --------------------------------------------------- */
@@ -266,7 +280,7 @@ static int timer_cancel(lua_State *L) {
         luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, t->args_ref);
         t->fn_ref = t->args_ref = LUA_NOREF;
-        if (++s->timers_cancelled > 512 && s->timers_cancelled > s->theap_len / 2)
+        if (++s->timers->cancelled > 512 && s->timers->cancelled > s->timers->len / 2)
             heap_compact(s, L);
     }
     lua_pushboolean(L, pending);
@@ -277,11 +291,7 @@ void gust_timer_open(lua_State *L, gust_server_t *s) {
     static const luaL_Reg methods[] = {{"cancel", timer_cancel}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"sleep", core_sleep}, {"call_later", core_call_later}, {NULL, NULL}};
-    if (luaL_newmetatable(L, TIMER_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
+    gust_lua_newclass(L, TIMER_MT, methods, NULL);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1); /* into the module table below */

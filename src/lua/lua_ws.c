@@ -41,15 +41,20 @@
 #include <lauxlib.h>
 #include <openssl/ssl.h>
 
-#include "server.h"
-#include "stream.h"
-#include "ws_frame.h"
+#include "core/mem.h"
+#include "core/stream.h"
+#include "core/tls.h"
+#include "core/ws_frame.h"
+#include "lua_core.h"
+#include "lua_sched.h"
+#include "lua_stream.h"
+#include "lua_ws.h"
 
 #define WS_MT "gust.websocket"
 
 #define DEFAULT_MAX_BUFFER (4 * 1024 * 1024)
 #define DEFAULT_HIGH_MARK (64 * 1024)
-#define DEFAULT_CLOSE_TIMEOUT 5.0
+#define DEFAULT_CLOSE_TIMEOUT GUST_CLOSE_TIMEOUT /* the drain waits as long (core.h) */
 /* Reading pauses while this much waits for Lua. */
 #define QUEUE_MAX_BYTES (1024 * 1024)
 #define QUEUE_MAX_ITEMS 256
@@ -175,8 +180,8 @@ static void uncount(lws_t *ws) {
     if (!ws->counted)
         return;
     ws->counted = 0;
-    if (ws->server->metrics)
-        gust_metrics_add(&ws->server->metrics->websockets_open, -1);
+    if (ws->server->core->metrics)
+        gust_metrics_add(&ws->server->core->metrics->websockets_open, -1);
 }
 
 /* Drops our stream reference; the stream must be closed already, or is
@@ -223,7 +228,7 @@ static void after_drain(lws_t *ws) {
     gust_stream_t *st = ws->st;
     if (!is_open(ws) || ws->after_drain == AFTER_NOTHING || gust_stream_pending(st) > 0)
         return;
-    if (ws->after_drain == AFTER_CLOSE || st->ssl) {
+    if (ws->after_drain == AFTER_CLOSE || st->tls.ssl) {
         gust_stream_close(st, NULL);
         return;
     }
@@ -530,6 +535,8 @@ static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
 
 #define check_ws(L) ((lws_t *)luaL_checkudata(L, 1, WS_MT))
 
+/* Not a binding: the tail of the methods below once the connection is
+ * closed. Pushes nil, "closed"  [-0, +2, m] */
 static int closed_result(lua_State *L) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
@@ -688,6 +695,8 @@ static int ws_compressed(lua_State *L) {
     return 1;
 }
 
+/* ws __gc -- releases the stream (closing it if still open) and the
+ * queued messages  [-1, +0, e] */
 static int ws_gc(lua_State *L) {
     lws_t *ws = check_ws(L);
     release_stream(ws); /* closes it if it is still open */
@@ -700,6 +709,8 @@ static int ws_gc(lua_State *L) {
     return 0;
 }
 
+/* ws __tostring -> "gust.websocket (client|server, open|closing|closed)"
+ * [-1, +1, e] */
 static int ws_tostring(lua_State *L) {
     lws_t *ws = check_ws(L);
     lua_pushfstring(L, "gust.websocket (%s, %s)", ws->client ? "client" : "server",
@@ -710,23 +721,9 @@ static int ws_tostring(lua_State *L) {
 /* ---- making connections ------------------------------------------------------ */
 
 static double opt_number(lua_State *L, int idx, const char *name, double dflt) {
-    lua_getfield(L, idx, name);
-    double v = dflt;
-    if (!lua_isnil(L, -1)) {
-        if (!lua_isnumber(L, -1))
-            luaL_error(L, "websocket option %s: number expected", name);
-        v = lua_tonumber(L, -1);
-        if (v < 0)
-            luaL_error(L, "websocket option %s: must be >= 0", name);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool(lua_State *L, int idx, const char *name) {
-    lua_getfield(L, idx, name);
-    int v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    double v = gust_lua_opt_number(L, idx, name, dflt);
+    if (v < 0)
+        luaL_error(L, "websocket option %s: must be >= 0", name);
     return v;
 }
 
@@ -747,7 +744,7 @@ static int core_websocket(lua_State *L) {
     }
     luaL_checktype(L, 2, LUA_TTABLE);
     /* Everything that can raise comes before the stream changes hands. */
-    int client = opt_bool(L, 2, "client");
+    int client = gust_lua_opt_bool(L, 2, "client", 0);
     double max_message = opt_number(L, 2, "max_message_size", GUST_WS_DEFAULT_MAX_MESSAGE);
     double max_buffer = opt_number(L, 2, "max_buffer", DEFAULT_MAX_BUFFER);
     double high_mark = opt_number(L, 2, "high_mark", DEFAULT_HIGH_MARK);
@@ -780,7 +777,7 @@ static int core_websocket(lua_State *L) {
         lua_pushliteral(L, "cannot set up permessage-deflate");
         return 2;
     }
-    gust_stream_t *st = gust_stream_take(L, 1);
+    gust_stream_t *st = gust_lua_stream_take(L, 1);
     if (!st) {
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
@@ -793,8 +790,8 @@ static int core_websocket(lua_State *L) {
     ws->ping_interval = ping_interval;
     ws->ping_timeout = ping_timeout;
     ws->close_timeout = close_timeout > 0 ? close_timeout : DEFAULT_CLOSE_TIMEOUT;
-    ws->deliver_pings = opt_bool(L, 2, "deliver_pings");
-    ws->deliver_pongs = opt_bool(L, 2, "deliver_pongs");
+    ws->deliver_pings = gust_lua_opt_bool(L, 2, "deliver_pings", 0);
+    ws->deliver_pongs = gust_lua_opt_bool(L, 2, "deliver_pongs", 0);
     st->on_read = on_read;
     st->on_drain = on_drain;
     st->on_close = on_close;
@@ -802,16 +799,16 @@ static int core_websocket(lua_State *L) {
     /* The codec bounds messages; the stream's own input limit only has to
      * stay out of the way of one read beyond a paused queue. */
     st->max_buffer = (size_t)-1 / 2;
-    event_assign(&ws->ping_ev, s->base, -1, EV_PERSIST, on_ping_timer, ws);
-    evtimer_assign(&ws->pong_ev, s->base, on_pong_timeout, ws);
-    evtimer_assign(&ws->close_ev, s->base, on_close_timeout, ws);
+    event_assign(&ws->ping_ev, s->core->base, -1, EV_PERSIST, on_ping_timer, ws);
+    evtimer_assign(&ws->pong_ev, s->core->base, on_pong_timeout, ws);
+    evtimer_assign(&ws->close_ev, s->core->base, on_close_timeout, ws);
     if (!st->closed) {
         anchor(L, ws, -1);
-        if (!client && s->metrics) {
+        if (!client && s->core->metrics) {
             ws->counted = 1;
-            gust_metrics_add(&s->metrics->websockets_open, 1);
+            gust_metrics_add(&s->core->metrics->websockets_open, 1);
         }
-        if (!st->ssl) {
+        if (!st->tls.ssl) {
             /* A message leaves in one write: Nagle would only add delay. */
             int one = 1;
             setsockopt(st->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -827,8 +824,8 @@ static void deflate_opts(lua_State *L, int idx, gust_ws_deflate_opts_t *o) {
     o->level = -1;
     if (lua_type(L, idx) != LUA_TTABLE)
         return;
-    o->server_no_context_takeover = opt_bool(L, idx, "server_no_context_takeover");
-    o->client_no_context_takeover = opt_bool(L, idx, "client_no_context_takeover");
+    o->server_no_context_takeover = gust_lua_opt_bool(L, idx, "server_no_context_takeover", 0);
+    o->client_no_context_takeover = gust_lua_opt_bool(L, idx, "client_no_context_takeover", 0);
     o->server_max_window_bits = (int)opt_number(L, idx, "server_max_window_bits", 0);
     o->client_max_window_bits = (int)opt_number(L, idx, "client_max_window_bits", 0);
 }
@@ -881,7 +878,7 @@ static void on_connected(gust_stream_t *st, const char *err, void *arg) {
     lua_State *co = waiter(s, wc->co_ref);
     int n = 1;
     if (st) {
-        gust_stream_push(co, s, st);
+        gust_lua_stream_push(co, s, st);
     } else {
         lua_pushnil(co);
         lua_pushstring(co, err);
@@ -904,7 +901,7 @@ static int core_ws_connect(lua_State *L) {
     const char *ca = NULL;
     if (lua_type(L, 3) == LUA_TTABLE) {
         timeout = opt_number(L, 3, "timeout", 20);
-        tls = opt_bool(L, 3, "tls");
+        tls = gust_lua_opt_bool(L, 3, "tls", 0);
         lua_getfield(L, 3, "validate_cert");
         verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -930,13 +927,13 @@ static int core_ws_connect(lua_State *L) {
     wc->co_ref = ref;
     wc->tls = ctx;
     gust_connect_opts_t o = {timeout, ctx};
-    gust_stream_connect_ex(s, host, port, &o, on_connected, wc);
+    gust_stream_connect_ex(s->core, host, port, &o, on_connected, wc);
     return lua_yield(L, 0);
 }
 
 int gust_ws_going_away(gust_server_t *s) {
     int open = 0;
-    for (gust_stream_t *st = s->streams, *next; st; st = next) {
+    for (gust_stream_t *st = s->core->streams, *next; st; st = next) {
         next = st->next;
         if (st->on_close != on_close || st->closed)
             continue;
@@ -957,7 +954,7 @@ int gust_ws_going_away(gust_server_t *s) {
 
 int gust_ws_open_count(gust_server_t *s) {
     int open = 0;
-    for (gust_stream_t *st = s->streams; st; st = st->next)
+    for (gust_stream_t *st = s->core->streams; st; st = st->next)
         if (st->on_close == on_close && !st->closed && !((lws_t *)st->arg)->client)
             open++;
     return open;
@@ -988,15 +985,8 @@ void gust_ws_open(lua_State *L, gust_server_t *s) {
                                      {"ws_connect", core_ws_connect},
                                      {"ws_going_away", core_ws_going_away},
                                      {NULL, NULL}};
-    if (luaL_newmetatable(L, WS_MT)) {
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, ws_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, ws_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    static const luaL_Reg meta[] = {{"__gc", ws_gc}, {"__tostring", ws_tostring}, {NULL, NULL}};
+    gust_lua_newclass(L, WS_MT, methods, meta);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);

@@ -3,6 +3,7 @@
  * the loop until a signal stops it. Everything else goes through the public
  * embedding API (gust.h), exactly as a C embedder would use it.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <sys/resource.h>
 #include <signal.h>
@@ -27,16 +28,20 @@ static void usage(FILE *f) {
           "      --log-level LEVEL   error|warn|info|debug (default info)\n"
           "      --drain-timeout S   seconds to finish work on reload/stop (default 10)\n"
           "      --check             load the app, report errors, exit 0/1\n"
-          "      --redis URL         span pubsub channels across servers through Redis\n"
           "      --metrics PATH      serve Prometheus metrics at PATH\n"
           "      --block-warn MS     log handlers that hold the loop longer (default 200)\n"
+          "      --block-kill S      replace a worker whose loop is held S seconds\n"
+          "                          (fractions ok; default 30, 0 = never)\n"
+          "      --max-lua-memory SIZE  replace a worker whose Lua heap stays above SIZE\n"
+          "                          after a full collection (bytes or 64k/64m/1g; default off)\n"
           "      --version, --help\n",
           f);
 }
 
 enum {
     OPT_UNIX = 256, OPT_RELOAD, OPT_TLS_CERT, OPT_TLS_KEY, OPT_ACCESS_LOG, OPT_LOG_LEVEL,
-    OPT_DRAIN, OPT_CHECK, OPT_REDIS, OPT_METRICS, OPT_BLOCK_WARN, OPT_VERSION, OPT_HELP
+    OPT_DRAIN, OPT_CHECK, OPT_REDIS, OPT_METRICS, OPT_BLOCK_WARN, OPT_BLOCK_KILL,
+    OPT_MAX_LUA_MEMORY, OPT_VERSION, OPT_HELP
 };
 
 static const struct option options[] = {
@@ -54,6 +59,8 @@ static const struct option options[] = {
     {"redis", required_argument, NULL, OPT_REDIS},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"block-warn", required_argument, NULL, OPT_BLOCK_WARN},
+    {"block-kill", required_argument, NULL, OPT_BLOCK_KILL},
+    {"max-lua-memory", required_argument, NULL, OPT_MAX_LUA_MEMORY},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0}};
@@ -66,6 +73,33 @@ static int parse_int(const char *s, const char *what, long lo, long hi) {
         exit(2);
     }
     return (int)v;
+}
+
+static double parse_seconds(const char *s, const char *what) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= 0) || v > 1e6) {
+        fprintf(stderr, "gust: invalid %s: %s\n", what, s);
+        exit(2);
+    }
+    return v;
+}
+
+/* "65536", "64k", "64m", "1g" (binary multiples) */
+static size_t parse_size(const char *s, const char *what) {
+    char *end;
+    double v = strtod(s, &end);
+    double unit = 1;
+    switch (*end) {
+    case 'k': case 'K': unit = 1024.0; end++; break;
+    case 'm': case 'M': unit = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': unit = 1024.0 * 1024 * 1024; end++; break;
+    }
+    if (!*s || *end || !(v > 0) || v * unit > 1e15) {
+        fprintf(stderr, "gust: invalid %s: %s (bytes, or a number with k, m or g)\n", what, s);
+        exit(2);
+    }
+    return (size_t)(v * unit);
 }
 
 /* --check: load the app in this process (it serves nothing), like nginx -t. */
@@ -111,7 +145,13 @@ int main(int argc, char **argv) {
             }
             cfg.log_level = optarg;
             break;
-        case OPT_DRAIN: cfg.drain_timeout = atof(optarg); break;
+        case OPT_DRAIN: cfg.drain_timeout = parse_seconds(optarg, "drain-timeout"); break;
+        case OPT_BLOCK_KILL:
+            cfg.block_kill = parse_seconds(optarg, "block-kill");
+            if (cfg.block_kill == 0)
+                cfg.block_kill = -1; /* never (0 in the config means the default) */
+            break;
+        case OPT_MAX_LUA_MEMORY: cfg.max_lua_memory = parse_size(optarg, "max-lua-memory"); break;
         case OPT_CHECK: check = 1; break;
         case OPT_BLOCK_WARN: cfg.block_warn_ms = parse_int(optarg, "block-warn", 0, 1000000); break;
         case OPT_RELOAD: reload = 1; break;
@@ -131,6 +171,7 @@ int main(int argc, char **argv) {
         }
     }
     if (optind != argc - 1) {
+        fprintf(stderr, optind == argc ? "gust: missing APP.lua\n" : "gust: one APP.lua only\n");
         usage(stderr);
         return 2;
     }
@@ -139,6 +180,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *app = argv[optind];
+    if (access(app, R_OK) != 0) {
+        fprintf(stderr, "gust: cannot open %s: %s\n", app, strerror(errno));
+        return 1;
+    }
     if (*unix_addr)
         cfg.bind = unix_addr;
     if (workers == 0) {

@@ -27,16 +27,26 @@
 #include <event2/event.h>
 
 #include "master.h"
-#include "shdict.h"
-#include "server.h"
+#include "core/shdict.h"
+#include "lua/lua_pubsub.h"
+#include "lua/server.h"
 
 enum { W_STARTING, W_READY, W_DRAINING };
+
+/* Seconds past --drain-timeout a draining worker gets before SIGKILL: room
+ * for the WebSockets' close handshake that the drain timeout starts. */
+#define DRAIN_GRACE (GUST_CLOSE_TIMEOUT + 1.0) /* <= 5 s: DESIGN §2 */
+/* How often the master looks at its workers' watchdog slots. */
+#define WATCH_MS 100
 
 typedef struct worker {
     pid_t pid;
     int gen, state, ready_fd, slot;
     int bus_fd; /* the master's end of the worker's pubsub socket */
     struct event *ready_ev, *bus_ev;
+    double deadline;     /* draining: SIGKILL after this (monotonic seconds) */
+    uint64_t reported;   /* the hold (busy_since_us) the master warned about */
+    int killed;          /* the master killed it and said why */
 } worker_t;
 
 typedef struct master {
@@ -47,8 +57,9 @@ typedef struct master {
     int nw, capw;
     int gen;       /* the generation serving (or starting, at boot) */
     int reloading; /* the generation being started by a reload, or 0 */
-    int stopping, started, failed, serves_app;
-    struct event *sig[5], *respawn_ev, *reload_ev, *watch_ev;
+    int reload_pending; /* a reload asked for while one was under way */
+    int stopping, started, failed, forced, serves_app;
+    struct event *sig[5], *respawn_ev, *reload_ev, *watch_ev, *load_ev, *dog_ev;
     int inotify_fd;
     gust_metrics_t *metrics; /* shared by every worker, across reloads */
 } master_t;
@@ -81,6 +92,48 @@ static void signal_gen(master_t *m, int gen, int sig) {
     for (int i = 0; i < m->nw; i++)
         if (gen < 0 || m->w[i].gen == gen)
             kill(m->w[i].pid, sig);
+}
+
+static const struct timeval now_tv = {0, 0};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Asks a worker to drain, and bounds how long it may take. */
+static void drain_worker(master_t *m, worker_t *w) {
+    w->state = W_DRAINING;
+    w->deadline = now() + m->o->cfg.drain_timeout + DRAIN_GRACE;
+    kill(w->pid, SIGTERM);
+}
+
+static void reload(master_t *m);
+
+/* A reload attempt ended (in success or not): one asked for meanwhile
+ * starts now, with the files as they are now. */
+static void reload_ended(master_t *m) {
+    m->reloading = 0;
+    evtimer_del(m->load_ev);
+    if (m->reload_pending) {
+        m->reload_pending = 0;
+        reload(m);
+    }
+}
+
+/* Ends a reload attempt that failed: its loaders go, the running workers
+ * carry on. */
+static void reload_failed(master_t *m, const char *why) {
+    fprintf(stderr, "gust: reload failed: %s; the running workers carry on\n", why);
+    for (int j = 0; j < m->nw; j++) {
+        worker_t *w = &m->w[j];
+        if (w->gen == m->reloading && !w->killed) {
+            w->killed = 1;
+            kill(w->pid, SIGKILL);
+        }
+    }
+    reload_ended(m);
 }
 
 static void print_start_line(master_t *m) {
@@ -129,14 +182,12 @@ static void on_ready(evutil_socket_t fd, short what, void *arg) {
     } else if (m->reloading) {
         /* Every new worker is up: the old ones finish and go. */
         for (int i = 0; i < m->nw; i++)
-            if (m->w[i].gen == m->gen) {
-                m->w[i].state = W_DRAINING;
-                kill(m->w[i].pid, SIGTERM);
-            }
+            if (m->w[i].gen == m->gen && m->w[i].state != W_DRAINING)
+                drain_worker(m, &m->w[i]);
         m->gen = m->reloading;
-        m->reloading = 0;
         fprintf(stderr, "gust: reloaded %s (%d worker%s)\n", m->o->app, m->o->workers,
                 m->o->workers == 1 ? "" : "s");
+        reload_ended(m);
     }
 }
 
@@ -161,23 +212,34 @@ static void on_child(evutil_socket_t sig, short what, void *arg) {
             continue;
         worker_t w = m->w[i];
         drop(m, i);
-        __atomic_store_n(&m->metrics->slot[w.slot].pid, 0, __ATOMIC_RELAXED); /* its gauges */
+        gust_metrics_slot_t *slot = &m->metrics->slot[w.slot];
+        __atomic_store_n(&slot->busy_since_us, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&slot->pid, 0, __ATOMIC_RELAXED); /* its gauges */
         char why[96];
         describe(status, why, sizeof why);
+        if (w.killed) {
+            /* The master ended it and already said why. */
+            if (!m->stopping && w.state == W_READY)
+                evtimer_add(m->respawn_ev, &now_tv);
+            continue;
+        }
         if (m->stopping || w.state == W_DRAINING)
             continue;
         if (w.state == W_STARTING && !m->started) {
-            /* The app does not load: nothing to serve. */
-            fprintf(stderr, "gust: worker %d failed to start (%s)\n", (int)pid, why);
+            /* The app does not load: nothing to serve. A worker that exits
+             * 1 said why already; anything else is news. */
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
+                fprintf(stderr, "gust: worker %d failed to start (%s)\n", (int)pid, why);
             m->failed = 1;
             m->stopping = 1;
             signal_gen(m, -1, SIGKILL);
         } else if (w.state == W_STARTING && w.gen == m->reloading) {
-            fprintf(stderr, "gust: reload failed (%s); the running workers carry on\n", why);
-            for (int j = 0; j < m->nw; j++)
-                if (m->w[j].gen == m->reloading)
-                    kill(m->w[j].pid, SIGKILL);
-            m->reloading = 0;
+            char reason[160];
+            snprintf(reason, sizeof reason, "the new worker did not load the app (%s)", why);
+            reload_failed(m, reason);
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == GUST_EXIT_REPLACE) {
+            fprintf(stderr, "gust: worker %d retired; starting another\n", (int)pid);
+            evtimer_add(m->respawn_ev, &now_tv);
         } else {
             fprintf(stderr, "gust: worker %d died (%s); starting another\n", (int)pid, why);
             struct timeval tv = {0, 100000}; /* no tight loop if it keeps dying */
@@ -197,12 +259,80 @@ static void on_respawn(evutil_socket_t fd, short what, void *arg) {
         spawn(m, m->gen);
 }
 
+/* Starts a new generation; one asked for while another loads waits for it
+ * to end (coalesced: the newest files win), and one that does not load
+ * within --drain-timeout fails. */
 static void reload(master_t *m) {
-    if (m->stopping || m->reloading || !m->started)
+    if (m->stopping || !m->started)
         return;
+    if (m->reloading) {
+        m->reload_pending = 1;
+        return;
+    }
     m->reloading = m->gen + 1;
     for (int i = 0; i < m->o->workers; i++)
         spawn(m, m->reloading);
+    double t = m->o->cfg.drain_timeout;
+    struct timeval tv = {(time_t)t, (suseconds_t)((t - (time_t)t) * 1e6)};
+    evtimer_add(m->load_ev, &tv);
+}
+
+static void on_load_timeout(evutil_socket_t fd, short what, void *arg) {
+    master_t *m = arg;
+    if (!m->reloading)
+        return;
+    char reason[96];
+    snprintf(reason, sizeof reason, "the app did not load within %g s",
+             m->o->cfg.drain_timeout);
+    reload_failed(m, reason);
+}
+
+/* The watchdog's master half: every WATCH_MS, each worker's slot says
+ * whether its loop is held. A hold past --block-warn that the worker could
+ * not report itself (blocked outside Lua code) is reported here; one past
+ * --block-kill, or a drain past its deadline, ends the worker. */
+static void kill_worker(master_t *m, worker_t *w, const char *why) {
+    gust_metrics_slot_t *slot = &m->metrics->slot[w->slot];
+    fprintf(stderr, "gust: [error] worker %d %s%s%s; killing it%s\n%s\n", (int)w->pid, why,
+            slot->what[0] ? " handling " : "", slot->what,
+            m->stopping || w->state == W_DRAINING ? "" : " and starting another",
+            slot->trace[0] ? slot->trace : "stack traceback:\n\t(no Lua sample taken)");
+    w->killed = 1;
+    kill(w->pid, SIGKILL);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
+    master_t *m = arg;
+    double t = now();
+    const gust_config_t *c = &m->o->cfg;
+    for (int i = 0; i < m->nw; i++) {
+        worker_t *w = &m->w[i];
+        if (w->killed)
+            continue;
+        if (w->state == W_DRAINING && t > w->deadline) {
+            m->forced = 1;
+            kill_worker(m, w, "did not finish draining in time");
+            continue;
+        }
+        gust_metrics_slot_t *slot = &m->metrics->slot[w->slot];
+        uint64_t since = __atomic_load_n(&slot->busy_since_us, __ATOMIC_ACQUIRE);
+        if (!since || w->state == W_STARTING)
+            continue;
+        double held = t - (double)since / 1e6;
+        if (c->block_kill > 0 && held >= c->block_kill) {
+            char why[96];
+            snprintf(why, sizeof why, "held its loop for %.1f s", held);
+            __atomic_fetch_add(&m->metrics->replaced[GUST_REPLACED_BLOCKED], 1,
+                               __ATOMIC_RELAXED);
+            kill_worker(m, w, why);
+        } else if (c->block_warn_ms > 0 && held * 1000 >= c->block_warn_ms + 1000 &&
+                   !slot->warned && w->reported != since) {
+            w->reported = since;
+            fprintf(stderr, "gust: [warn] worker %d blocked the loop for %.0f ms%s%s "
+                            "(outside Lua code: no traceback)\n",
+                    (int)w->pid, held * 1000, slot->what[0] ? " handling " : "", slot->what);
+        }
+    }
 }
 
 static void on_reload_timer(evutil_socket_t fd, short what, void *arg) { reload(arg); }
@@ -214,7 +344,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
         return;
     }
     if (m->stopping) {
-        signal_gen(m, -1, SIGKILL); /* a second signal: stop at once */
+        /* A second signal: every worker stops at once (SIGQUIT); one that
+         * cannot, its loop held, is killed a moment later. */
+        signal_gen(m, -1, SIGQUIT);
+        double soon = now() + 1.0;
+        for (int i = 0; i < m->nw; i++)
+            if (m->w[i].deadline == 0 || m->w[i].deadline > soon)
+                m->w[i].deadline = soon;
         return;
     }
     m->stopping = 1;
@@ -222,7 +358,16 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
      * start draining. */
     close(m->listen_fd);
     m->listen_fd = -1;
-    signal_gen(m, -1, SIGTERM);
+    evtimer_del(m->load_ev);
+    for (int i = 0; i < m->nw; i++) {
+        worker_t *w = &m->w[i];
+        if (w->state == W_STARTING) { /* a loader: nothing to drain */
+            w->killed = 1;
+            kill(w->pid, SIGKILL);
+        } else if (w->state != W_DRAINING) {
+            drain_worker(m, w);
+        }
+    }
     if (m->nw == 0)
         event_base_loopexit(m->base, NULL);
 }
@@ -330,6 +475,7 @@ static void spawn(master_t *m, int gen) {
             abort();
     }
     worker_t *w = &m->w[m->nw++];
+    memset(w, 0, sizeof *w);
     w->pid = pid;
     w->gen = gen;
     w->state = W_STARTING;
@@ -366,6 +512,10 @@ int gust_master_run(const gust_master_opts_t *o) {
     }
     m.respawn_ev = evtimer_new(m.base, on_respawn, &m);
     m.reload_ev = evtimer_new(m.base, on_reload_timer, &m);
+    m.load_ev = evtimer_new(m.base, on_load_timeout, &m);
+    m.dog_ev = event_new(m.base, -1, EV_PERSIST, on_watchdog, &m);
+    static const struct timeval watch_tv = {0, WATCH_MS * 1000};
+    event_add(m.dog_ev, &watch_tv);
     if (o->reload) {
         char copy[PATH_MAX];
         snprintf(copy, sizeof copy, "%s", o->app);
@@ -386,14 +536,25 @@ int gust_master_run(const gust_master_opts_t *o) {
         spawn(&m, 1);
     event_base_dispatch(m.base);
 
-    /* Freeing a signal event restores the default action: a late signal
-     * must not kill a master that is already on its way out. */
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
+    /* Freeing a signal event restores the disposition libevent found (the
+     * default: terminate), so a late signal could kill a master that is on
+     * its way out with a clean status. Block them first, free the events,
+     * then ignore them: a pending one is discarded. */
+    sigset_t late;
+    sigemptyset(&late);
+    sigaddset(&late, SIGTERM);
+    sigaddset(&late, SIGINT);
+    sigaddset(&late, SIGHUP);
+    sigprocmask(SIG_BLOCK, &late, NULL);
     for (int i = 0; i < 4; i++)
         event_free(m.sig[i]);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     event_free(m.respawn_ev);
     event_free(m.reload_ev);
+    event_free(m.load_ev);
+    event_free(m.dog_ev);
     if (m.watch_ev)
         event_free(m.watch_ev);
     if (m.inotify_fd >= 0)
@@ -409,7 +570,7 @@ int gust_master_run(const gust_master_opts_t *o) {
     gust_metrics_free(m.metrics, 1);
     gust_shdict_cleanup_all(getpid()); /* every worker is gone */
     the_master = NULL;
-    return m.failed ? 1 : 0;
+    return m.failed || m.forced ? 1 : 0;
 }
 
 static void on_worker_signal(evutil_socket_t sig, short what, void *arg) {
@@ -426,7 +587,7 @@ int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
         return 1;
     gust_server_attach_bus(s, bus_fd);
     if (metrics)
-        gust_server_attach_metrics(s, metrics, slot);
+        gust_core_attach_metrics(s->core, metrics, slot);
     int rc = 1;
     struct event *sigs[2] = {NULL, NULL};
     char err[4096];
@@ -453,16 +614,21 @@ int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
         goto done;
     close(ready_fd);
     ready_fd = -1;
-    rc = gust_run(s) == 0 ? 0 : 1;
+    rc = gust_run(s) == 0 ? s->core->exit_status : 1;
 done:
     if (ready_fd >= 0)
         close(ready_fd);
-    signal(SIGTERM, SIG_IGN); /* see gust_master_run */
-    signal(SIGQUIT, SIG_IGN);
-    gust_server_free(s);
+    sigset_t late; /* see gust_master_run */
+    sigemptyset(&late);
+    sigaddset(&late, SIGTERM);
+    sigaddset(&late, SIGQUIT);
+    sigprocmask(SIG_BLOCK, &late, NULL);
     for (int i = 0; i < 2; i++)
         if (sigs[i])
             event_free(sigs[i]);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    gust_server_free(s);
     event_base_free(base);
     return rc;
 }

@@ -5,7 +5,7 @@
 #define GUST_MASTER_H
 
 #include "gust.h"
-#include "metrics.h"
+#include "core/metrics.h"
 
 typedef struct gust_master_opts {
     gust_config_t cfg;

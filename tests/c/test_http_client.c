@@ -1,6 +1,6 @@
 /*
  * test_http_client.c -- unit tests for the HTTP client's response parser
- * (gust_http_reply_t, src/http_client_parser.c): framing by Content-Length,
+ * (gust_http_reply_t, src/core/http_reply.c): framing by Content-Length,
  * chunks and the close; interim 1xx; HEAD, 204 and 304 without bodies;
  * malformed answers; the header and body limits; gzip decoding with its
  * decoded-size limit. Every response is parsed whole and byte by byte, as

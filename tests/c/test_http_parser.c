@@ -1,5 +1,5 @@
 /*
- * test_http_parser.c -- unit tests for the llhttp glue in src/http_parser.c.
+ * test_http_parser.c -- unit tests for the llhttp glue in src/core/http_parser.c.
  *
  * Every request is parsed whole and again in pieces (byte by byte, and cut
  * at every position), because llhttp hands over the URL, names, values and

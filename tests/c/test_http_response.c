@@ -1,6 +1,6 @@
 /*
- * test_http_response.c -- unit tests for src/http_response.c and the
- * gust_buf_t it writes into (src/mem.c).
+ * test_http_response.c -- unit tests for src/core/http_response.c and the
+ * gust_buf_t it writes into (src/core/mem.c).
  *
  * The pieces a response is assembled from are checked byte for byte: reason
  * phrases, status and header lines, IMF-fixdates (against the C library's

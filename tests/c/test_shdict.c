@@ -1,5 +1,5 @@
 /*
- * test_shdict.c -- unit tests for src/shdict.c, the shared-memory dict
+ * test_shdict.c -- unit tests for src/core/shdict.c, the shared-memory dict
  * behind gust.shared.dict.
  *
  * Single-process checks cover every operation and result code, expiry, the

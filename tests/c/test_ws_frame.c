@@ -1,5 +1,5 @@
 /*
- * test_ws_frame.c -- unit tests for the WebSocket codec in src/ws_frame.c.
+ * test_ws_frame.c -- unit tests for the WebSocket codec in src/core/ws_frame.c.
  *
  * Every input is parsed whole, byte by byte and cut at every position (up to
  * a size), and the events must not depend on how the bytes arrived. The

@@ -1,5 +1,5 @@
 /*
- * fuzz_http_parser.c -- libFuzzer target for src/http_parser.c.
+ * fuzz_http_parser.c -- libFuzzer target for src/core/http_parser.c.
  *
  * The first input byte picks where the rest is cut in two; both parts are
  * fed to a gust_http_request_t with small limits (so that 413 and 431 are

@@ -1,5 +1,5 @@
 /*
- * fuzz_ws_frame.c -- libFuzzer target for src/ws_frame.c.
+ * fuzz_ws_frame.c -- libFuzzer target for src/core/ws_frame.c.
  *
  * The first input byte picks the codec: bit 0 the side (client or server),
  * bit 1 permessage-deflate (bit 2 with no context takeover), bit 3 a small

@@ -33,7 +33,7 @@ def _die_with_parent():
 class Server:
     """A running gust process. Use as a context manager or call stop()."""
 
-    def __init__(self, app, *args, env=None, timeout=10):
+    def __init__(self, app, *args, env=None, timeout=10, preexec=None):
         self.app = app if os.path.isabs(app) else os.path.join(APPS, app)
         cmd = [GUST_BIN, "--port", "0", *args, self.app]
         self.last_stderr = None
@@ -41,8 +41,12 @@ class Server:
         self._stderr = open(self.stderr_path, "wb")
         full_env = dict(os.environ)
         full_env.update(env or {})
+        def child_setup():
+            _die_with_parent()
+            if preexec:
+                preexec()  # e.g. resource limits for a fault test
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=full_env, cwd=ROOT, preexec_fn=_die_with_parent)
+                                     env=full_env, cwd=ROOT, preexec_fn=child_setup)
         self.port = None
         self.start_line = ""
         self.lines = []  # every stdout line read up to the start line
@@ -96,6 +100,15 @@ class Server:
             m = re.search(pattern, self.stderr())
             if m or time.monotonic() > deadline:
                 return m
+            time.sleep(0.05)
+
+    def wait_stderr_count(self, pattern, n, timeout=3.0):
+        """Waits until stderr matches the regex at least n times."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = len(re.findall(pattern, self.stderr()))
+            if found >= n or time.monotonic() > deadline:
+                return found >= n
             time.sleep(0.05)
 
     def stop(self, check=True, sig=signal.SIGTERM, timeout=15):

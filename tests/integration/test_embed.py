@@ -2,6 +2,7 @@
 answers with values from a C module exposed with gust_preload(); and an
 installed libgust (make install) builds that program again through
 pkg-config and serves the same answer."""
+import http.client
 import json
 import os
 import re
@@ -56,6 +57,32 @@ class EmbedTest(unittest.TestCase):
         self.assertEqual(0, rc, err)
         self.assertNotIn("Sanitizer", err)
 
+    def test_gust_embed_answers_c_hello_in_c(self):
+        """DESIGN §5: gust_handle routes /c/hello to a C handler, ahead of the
+        Lua routes, while the Lua app keeps serving the rest, on one
+        keep-alive connection."""
+        proc, port = serve([os.path.join(BUILD, "gust-embed"), "--port", "0", APP])
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/c/hello")
+            r = conn.getresponse()
+            self.assertEqual(200, r.status)
+            self.assertEqual("text/plain", r.getheader("Content-Type"))
+            self.assertEqual(b"Hello from C", r.read())
+            conn.request("GET", "/")  # the same connection, now to Lua
+            r = conn.getresponse()
+            self.assertEqual(55, json.loads(r.read())["fib10"])
+            conn.request("POST", "/c/hello", body=b"x")
+            r = conn.getresponse()
+            self.assertEqual(405, r.status)
+            self.assertEqual("GET, HEAD", r.getheader("Allow"))
+            r.read()
+            conn.close()
+        finally:
+            rc, err = stop(proc)
+        self.assertEqual(0, rc, err)
+        self.assertNotIn("Sanitizer", err)
+
     @unittest.skipIf(os.environ.get("GUST_BIN", "").find("asan") >= 0,
                      "the installed library is the plain build")
     def test_installed_library_and_pkg_config(self):
@@ -66,13 +93,15 @@ class EmbedTest(unittest.TestCase):
             self.assertTrue(os.path.exists(os.path.join(prefix, "include", "gust.h")))
             self.assertTrue(os.path.exists(os.path.join(prefix, "bin", "gust")))
             env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(prefix, "lib", "pkgconfig"))
-            flags = subprocess.run(["pkg-config", "--cflags", "--libs", "gust", "libevent_core"],
+            # `pkg-config gust` alone is enough to build and to run (DESIGN §5).
+            flags = subprocess.run(["pkg-config", "--cflags", "--libs", "gust"],
                                    check=True, capture_output=True, text=True, env=env).stdout.split()
             os.makedirs(os.path.join(prefix, "bin"), exist_ok=True)
             exe = os.path.join(prefix, "bin", "embed-from-pc")
             subprocess.run(["cc", "-o", exe, os.path.join(ROOT, "apps", "embed", "main.c"), *flags],
                            check=True, capture_output=True, timeout=60)
-            run_env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(prefix, "lib"))
+            run_env = dict(os.environ)
+            run_env.pop("LD_LIBRARY_PATH", None)
             # The installed framework is found next to the program (../share/gust/lua).
             run_env.pop("GUST_LUA_DIR", None)
             proc, port = serve([exe, "--port", "0", APP], env=run_env)

@@ -1,5 +1,5 @@
 /*
- * http_client_parser.c -- gust_http_reply_t: llhttp in response mode turning
+ * http_reply.c -- gust_http_reply_t: llhttp in response mode turning
  * bytes into one final response (status, reason, headers) and body pieces.
  *
  * Pure protocol code: no sockets, no Lua. It owns what llhttp leaves to its
@@ -10,7 +10,7 @@
  * the body are bounded; a gzip Content-Encoding is inflated as it arrives,
  * the decoded size bounded too, so a small bomb cannot exhaust memory.
  */
-#include "http_client.h"
+#include "http_reply.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,0 +1,36 @@
+/*
+ * lua_core.h -- `require "gust.core"` (lua_core.c): the module that gathers
+ * every binding, listeners from Lua, and the helper that registers a class.
+ */
+#ifndef GUST_LUA_CORE_H
+#define GUST_LUA_CORE_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "core/listener.h"
+#include "server.h"
+
+int luaopen_gust_core(lua_State *L);
+
+/* Registers (once) the metatable `name` with `methods` as its __index
+ * table and `meta` (may be NULL) as metamethods; leaves it on the stack. */
+void gust_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                       const luaL_Reg *meta);
+
+/* Field `name` of the options table at idx: nil gives `dflt`; a value of
+ * the wrong type raises "option NAME: number expected". */
+double gust_lua_opt_number(lua_State *L, int idx, const char *name, double dflt);
+int gust_lua_opt_bool(lua_State *L, int idx, const char *name, int dflt);
+
+/* Applies an Application's settings table at idx (limits and timeouts) to
+ * the listener; not a table: the server's configuration. */
+void gust_lua_apply_settings(gust_listener_t *l, lua_State *L, int idx);
+
+/* Listens for the handler at stack index 1 on port (2) and address (3):
+ * HTTP requests go to it (settings at 4), or with `raw` accepted
+ * connections as streams (TCPServer). Pushes the listener's handle, or nil
+ * and the error. */
+int gust_listen_lua(lua_State *L, gust_server_t *s, int raw);
+
+#endif
