@@ -133,7 +133,7 @@ def check_c_api():
     m = re.search(r"typedef\s+struct\s+gust_config\s*\{(.*?)\}\s*gust_config_t\s*;", code, re.S)
     fields = re.findall(r"(\w+)\s*(?:\[[^\]]*\])?\s*;", m.group(1)) if m else []
     macros = re.findall(r"^#define\s+(GUST_\w+)", code, re.M)
-    types = re.findall(r"\b(gust_\w+_t)\b", code)
+    types = re.findall(r"\b(gust_\w+)\b", code)  # types and typedefs (gust_handler_fn)
     path = os.path.join(REFERENCE, "c-api.md")
     if not os.path.exists(path):
         report(False, "c-api.md documents src/gust.h", "docs/reference/c-api.md is missing")
