@@ -11,10 +11,10 @@ PORT      ?= 8888
 PACKAGES = cmake pkg-config gcc make libluajit2-5.1-dev luajit2 libevent-dev \
            node-llhttp libssl-dev zlib1g-dev libxxhash-dev lua-cjson \
            lua-busted lua-filesystem curl python3 clang libclang-rt-14-dev \
-           nginx libnginx-mod-http-lua openssl lua-check
+           nginx libnginx-mod-http-lua openssl lua-check pandoc
 
 .PHONY: all deps build asan run test test-c test-lua test-integration \
-        test-asan install clean
+        test-asan install clean docs
 
 all: build
 
@@ -46,6 +46,11 @@ run: build
 
 test: build asan
 	@tests/run-all $(BUILD) $(ASAN)
+
+# The user's guide and the reference as HTML, and the man page gust(1),
+# into $(BUILD)/docs (pandoc).
+docs: deps
+	@docs/build.sh $(BUILD)
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
