@@ -52,7 +52,7 @@ test: build asan
 docs: deps
 	@docs/build.sh $(BUILD)
 
-install: build
+install: build docs
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:

@@ -22,7 +22,7 @@
 -- bigger -> close 1009), websocket_ping_interval, websocket_ping_timeout
 -- (default: the interval; no pong in time -> close 1011),
 -- websocket_max_buffer (4 MiB of unsent output -> close 1008),
--- websocket_close_timeout (5 s to wait for the peer's close),
+-- websocket_close_timeout (3 s to wait for the peer's close; a drain waits as long),
 -- websocket_compression (permessage-deflate, RFC 7692).
 local core = require "gust.core"
 local log = require "gust.log"

@@ -163,16 +163,8 @@ void gust_core_attach_metrics(gust_core_t *c, gust_metrics_t *m, int slot) {
 
 /* Appends `s` with what could forge or break a log line escaped. */
 static void put_escaped(gust_buf_t *b, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\') {
-            char e[4] = {'\\', 'x', hex[ch >> 4], hex[ch & 15]};
-            gust_buf_add(b, e, 4);
-        } else {
-            gust_buf_add(b, s + i, 1);
-        }
-    }
+    gust_buf_reserve(b, GUST_LOG_ESCAPED_MAX(n));
+    b->len += gust_log_escape(s, n, b->p + b->len, b->cap - b->len);
 }
 
 static void put_quoted(gust_buf_t *b, const char *s, size_t n) {

@@ -14,6 +14,7 @@
 #include <lauxlib.h>
 #include <luajit.h>
 
+#include "core/log.h"
 #include "core/mem.h"
 #include "lua_sched.h"
 
@@ -103,9 +104,13 @@ static void hold_warn(gust_server_t *s, double ms, const char *trace, size_t len
         return;
     s->sched->warned = 1;
     __atomic_store_n(&slot->warned, 1, __ATOMIC_RELAXED);
-    if (slot->what[0])
+    if (slot->what[0]) {
+        /* The request target is the peer's text: escaped, not trusted. */
+        char what[GUST_LOG_ESCAPED_MAX(sizeof slot->what)];
+        gust_log_escape(slot->what, strlen(slot->what), what, sizeof what);
         gust_log(&s->core->log, GUST_LOG_WARN, "blocked the loop for %.0f ms handling %s\n%s", ms,
-                 slot->what, slot->trace);
+                 what, slot->trace);
+    }
     else
         gust_log(&s->core->log, GUST_LOG_WARN, "blocked the loop for %.0f ms\n%s", ms,
                  slot->trace);

@@ -168,7 +168,9 @@ static void fire(gust_server_t *s, gust_timer_t *t) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->args_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, t->args_ref);
         t->args_ref = LUA_NOREF;
-        n = (int)lua_objlen(L, -1);
+        lua_getfield(L, -1, "n"); /* the count: arguments may be nil */
+        n = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
         luaL_checkstack(co, n, "too many timer arguments");
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
@@ -222,18 +224,21 @@ void gust_timers_free(gust_timers_t *t) {
 
 /* ---- the Lua side --------------------------------------------------- */
 
-static gust_timer_t *timer_new(lua_State *L, gust_server_t *s, double delay) {
+/* A timer due at `when` (monotonic seconds, core.now()'s clock). */
+static gust_timer_t *timer_new(lua_State *L, gust_server_t *s, double when) {
     gust_timer_t *t = lua_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
     t->self_ref = t->co_ref = t->fn_ref = t->args_ref = LUA_NOREF;
     luaL_getmetatable(L, TIMER_MT);
     lua_setmetatable(L, -2);
-    if (!(delay > 0)) /* also NaN */
-        delay = 0;
+    if (when != when) /* NaN: now */
+        when = gust_now();
     t->server = s;
-    heap_push(s, t, gust_now() + delay);
+    heap_push(s, t, when);
     return t;
 }
+
+static double after(double delay) { return gust_now() + (delay > 0 ? delay : 0); }
 
 /* core.sleep(seconds) -> true, after yielding  [-1, +1, e] */
 static int core_sleep(lua_State *L) {
@@ -242,33 +247,41 @@ static int core_sleep(lua_State *L) {
     int ref = gust_sched_anchor(L);
     if (ref == LUA_NOREF)
         return luaL_error(L, "sleep() must be called from a task (gust.spawn, a handler)");
-    gust_timer_t *t = timer_new(L, s, delay);
+    gust_timer_t *t = timer_new(L, s, after(delay));
     t->co_ref = ref;
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return lua_yield(L, 0);
 }
 
-/* core.call_later(delay, fn, ...) -> timer  [-(2+n), +1, e] */
-static int core_call_later(lua_State *L) {
+/* fn(...) at `when`: the function at 2 and its arguments after it. */
+static int call_timer(lua_State *L, double when) {
     gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
-    double delay = luaL_checknumber(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     int n = lua_gettop(L) - 2;
-    gust_timer_t *t = timer_new(L, s, delay);
+    gust_timer_t *t = timer_new(L, s, when);
     lua_pushvalue(L, -1);
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, 2);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (n > 0) {
-        lua_createtable(L, n, 0);
+        lua_createtable(L, n, 1);
         for (int i = 1; i <= n; i++) {
             lua_pushvalue(L, i + 2);
             lua_rawseti(L, -2, i);
         }
+        lua_pushinteger(L, n);
+        lua_setfield(L, -2, "n");
         t->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     return 1;
 }
+
+/* core.call_later(delay, fn, ...) -> timer  [-(2+n), +1, e] */
+static int core_call_later(lua_State *L) { return call_timer(L, after(luaL_checknumber(L, 1))); }
+
+/* core.call_at(when, fn, ...) -> timer: at `when` on core.now()'s clock;
+ * equal deadlines fire in the order added  [-(2+n), +1, e] */
+static int core_call_at(lua_State *L) { return call_timer(L, luaL_checknumber(L, 1)); }
 
 /* timer:cancel() -> true if it was pending  [-1, +1, -] */
 static int timer_cancel(lua_State *L) {
@@ -290,7 +303,10 @@ static int timer_cancel(lua_State *L) {
 void gust_timer_open(lua_State *L, gust_server_t *s) {
     static const luaL_Reg methods[] = {{"cancel", timer_cancel}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
-        {"sleep", core_sleep}, {"call_later", core_call_later}, {NULL, NULL}};
+        {"sleep", core_sleep},
+        {"call_later", core_call_later},
+        {"call_at", core_call_at},
+        {NULL, NULL}};
     gust_lua_newclass(L, TIMER_MT, methods, NULL);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);

@@ -32,7 +32,7 @@ end
 
 local Oom = web.RequestHandler:extend()
 function Oom:get()
-  local t = {}
+  local t = {} -- luacheck: ignore 241 (filled only to exhaust memory)
   for i = 1, 1e10 do t[i] = {i} end
 end
 
