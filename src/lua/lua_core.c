@@ -106,8 +106,14 @@ static int parse_level(lua_State *L, int idx) {
 static int core_log(lua_State *L) {
     gust_server_t *s = upserver(L);
     int level = parse_level(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
     if (gust_log_enabled(&s->core->log, level))
-        gust_log(&s->core->log, level, "%s", luaL_checkstring(L, 2));
+        gust_log(&s->core->log, level, "%s", msg);
+    /* The framework catches handler errors and logs them; one that says the
+     * Lua state ran out of memory means this worker must be replaced, even
+     * when a 500 could still be written. */
+    if (level == GUST_LOG_ERROR && strstr(msg, "not enough memory"))
+        gust_sched_out_of_memory(s);
     return 0;
 }
 

@@ -212,7 +212,7 @@ class ReloadFaultTest(unittest.TestCase):
             self.write(self.GOOD % "v3")
             time.sleep(0.5)
             self.assertEqual("v1", get(s.port, "/")[1])  # nothing half-loaded
-            self.wait_body(s.port, "v3", 8)
+            self.wait_body(s.port, "v3", 20)
             time.sleep(1.0)
             self.assertEqual("v3", get(s.port, "/")[1])  # and it stays
 
