@@ -51,25 +51,25 @@ typedef int (*lua_CFunction)(lua_State *L);
  * fields are only ever added at the end.
  */
 typedef struct gust_config {
-    const char *bind;          /* "127.0.0.1"; "unix:/path" for a Unix socket */
-    int port;                  /* 8888; 0 with GUST_PORT_ANY picks a free one */
-    const char *log_level;     /* "error" | "warn" | "info" | "debug" */
-    const char *access_log;    /* file path, "-" for stderr, NULL for none */
-    size_t max_body_size;      /* bytes; 100 MiB */
-    size_t max_header_size;    /* bytes; 64 KiB */
+    const char *bind;               /* "127.0.0.1"; "unix:/path" for a Unix socket */
+    int port;                       /* 8888; 0 with GUST_PORT_ANY picks a free one */
+    const char *log_level;          /* "error" | "warn" | "info" | "debug" */
+    const char *access_log;         /* file path, "-" for stderr, NULL for none */
+    size_t max_body_size;           /* bytes; 100 MiB */
+    size_t max_header_size;         /* bytes; 64 KiB */
     double idle_connection_timeout; /* seconds; 60 */
-    double header_timeout;     /* seconds; 10 */
-    double body_timeout;       /* seconds; 0 = none */
-    const char *lua_dir;       /* the framework's lua/ directory; NULL = find it */
-    double drain_timeout;      /* seconds a graceful stop waits; 10 */
-    const char *metrics_path;  /* serve Prometheus metrics at this path; NULL: off */
-    int block_warn_ms;         /* log Lua that holds the loop longer; 200 */
-    const char *tls_cert;      /* PEM certificate chain: serve HTTPS; NULL: HTTP */
-    const char *tls_key;       /* PEM private key for tls_cert */
-    double block_kill;         /* seconds a worker's loop may be held before its
-                                  master replaces it; 30; < 0: never */
-    size_t max_lua_memory;     /* bytes the Lua heap may keep after a full
-                                  collection before the worker is replaced; 0: off */
+    double header_timeout;          /* seconds; 10 */
+    double body_timeout;            /* seconds; 0 = none */
+    const char *lua_dir;            /* the framework's lua/ directory; NULL = find it */
+    double drain_timeout;           /* seconds a graceful stop waits; 10 */
+    const char *metrics_path;       /* serve Prometheus metrics at this path; NULL: off */
+    int block_warn_ms;              /* log Lua that holds the loop longer; 200 */
+    const char *tls_cert;           /* PEM certificate chain: serve HTTPS; NULL: HTTP */
+    const char *tls_key;            /* PEM private key for tls_cert */
+    double block_kill;              /* seconds a worker's loop may be held before its
+                                       master replaces it; 30; < 0: never */
+    size_t max_lua_memory;          /* bytes the Lua heap may keep after a full
+                                       collection before the worker is replaced; 0: off */
 } gust_config_t;
 
 /** gust_config_t.port value asking the kernel for a free port. */
@@ -93,8 +93,7 @@ GUST_API void gust_config_init(gust_config_t *cfg);
  * @return the server, or NULL when the loop or Lua state cannot be created
  *         or the TLS certificate does not load (check it with gust_tls_check)
  */
-GUST_API gust_server_t *gust_server_new(const gust_config_t *cfg,
-                                        struct event_base *base);
+GUST_API gust_server_t *gust_server_new(const gust_config_t *cfg, struct event_base *base);
 
 /** Closes listeners and connections at once and frees the server. NULL is a no-op. */
 GUST_API void gust_server_free(gust_server_t *s);
@@ -113,8 +112,7 @@ GUST_API int gust_preload(gust_server_t *s, const char *name, lua_CFunction open
  * up its own listeners.
  * @return 0, or -1 with "file:line: message" (and a traceback) in `err`
  */
-GUST_API int gust_load_app(gust_server_t *s, const char *path, char *err,
-                           size_t errlen);
+GUST_API int gust_load_app(gust_server_t *s, const char *path, char *err, size_t errlen);
 
 /** Whether the loaded app script returned something to serve. */
 GUST_API int gust_has_app(gust_server_t *s);
@@ -201,8 +199,7 @@ GUST_API const char *gust_request_path(const gust_request_t *req, size_t *len);
 /** The query string after '?', "" when none. */
 GUST_API const char *gust_request_query(const gust_request_t *req, size_t *len);
 /** The value of the last header called `name` (any case), or NULL. */
-GUST_API const char *gust_request_header(const gust_request_t *req, const char *name,
-                                         size_t *len);
+GUST_API const char *gust_request_header(const gust_request_t *req, const char *name, size_t *len);
 /** The request body (already read whole, within max_body_size); "" when none. */
 GUST_API const char *gust_request_body(const gust_request_t *req, size_t *len);
 /** The client's address, NUL-terminated ("127.0.0.1", "unix" for Unix sockets). */

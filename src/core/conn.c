@@ -300,8 +300,8 @@ void gust_conn_write_simple(gust_conn_t *c, int status, const char *ctype, const
     gust_http_head_t hd;
     gust_http_head_init(&hd, status, NULL, 0);
     gust_http_head_add(&hd, "Content-Type", 12, ctype, strlen(ctype));
-    gust_http_head_frame_t f = {c->msg.http_minor, gust_core_date(c->core), (long long)blen,
-                                0, 0, keep_alive};
+    gust_http_head_frame_t f = {c->msg.http_minor, gust_core_date(c->core), (long long)blen, 0, 0,
+                                keep_alive};
     char storage[512];
     gust_buf_t b;
     gust_buf_init(&b, storage, sizeof storage);
@@ -316,15 +316,15 @@ void gust_conn_write_simple(gust_conn_t *c, int status, const char *ctype, const
 /* Tornado's error page for `status`, into body; returns its length. */
 size_t gust_error_page(int status, char *body, size_t size) {
     const char *reason = gust_http_reason(status);
-    int n = snprintf(body, size, "<html><title>%d: %s</title><body>%d: %s</body></html>",
-                     status, reason, status, reason);
+    int n = snprintf(body, size, "<html><title>%d: %s</title><body>%d: %s</body></html>", status,
+                     reason, status, reason);
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
 /* Answers a request the parser rejected, then closes. */
 static void reject(gust_conn_t *c, int status, const char *why) {
-    gust_log(&c->core->log, GUST_LOG_INFO, "%d %s from %s: %s", status,
-             gust_http_reason(status), c->remote_ip, why ? why : "bad request");
+    gust_log(&c->core->log, GUST_LOG_INFO, "%d %s from %s: %s", status, gust_http_reason(status),
+             c->remote_ip, why ? why : "bad request");
     char body[160];
     size_t blen = gust_error_page(status, body, sizeof body);
     c->msg.http_minor = 1; /* a rejected request may not have said which */
@@ -487,7 +487,7 @@ int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest, struct ssl_st **ssl)
     int fd = c->fd;
     evbuffer_add_buffer(rest, c->in);
     *ssl = c->tls.ssl;
-    c->tls.ssl = NULL; /* goes with the socket: not shut down, not freed */
+    c->tls.ssl = NULL;          /* goes with the socket: not shut down, not freed */
     gust_request_over(&c->req); /* detached, not a client that left */
     c->fd = -1;
     gust_conn_close(c);

@@ -32,8 +32,8 @@ struct gust_conn {
     int fd;
     int refs;
     int state;
-    unsigned peer_eof : 1, in_dispatch : 1, pending : 1, writing : 1, reading : 1,
-        close_after : 1, sent_continue : 1, is_tcp : 1, nodelay : 1, unread_input : 1;
+    unsigned peer_eof : 1, in_dispatch : 1, pending : 1, writing : 1, reading : 1, close_after : 1,
+        sent_continue : 1, is_tcp : 1, nodelay : 1, unread_input : 1;
     gust_tls_t tls;
     struct event rev, wev, timer;
     struct evbuffer *in, *out;

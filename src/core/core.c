@@ -271,8 +271,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg) {
         for (int i = 0; i < GUST_DRAIN_HOOKS && c->drain[i].going_away; i++)
             left += c->drain[i].going_away(c->drain[i].arg);
         if (c->nconns)
-            gust_log(&c->log, GUST_LOG_WARN, "drain timeout: closing %u connection(s)",
-                     c->nconns);
+            gust_log(&c->log, GUST_LOG_WARN, "drain timeout: closing %u connection(s)", c->nconns);
         while (c->conns)
             gust_conn_close(c->conns);
         if (left > 0) {
@@ -334,8 +333,8 @@ static void copy_config(gust_core_t *c, const gust_config_t *cfg) {
     gust_config_init(&c->cfg);
     if (cfg) {
         /* Zero / NULL fields keep their defaults. */
-#define TAKE(f)                                                                                \
-    if (cfg->f)                                                                                \
+#define TAKE(f)                                                                                    \
+    if (cfg->f)                                                                                    \
     c->cfg.f = cfg->f
         TAKE(bind);
         TAKE(port);
@@ -377,8 +376,7 @@ static void open_logs(gust_core_t *c) {
     } else if ((c->log.access = fopen(c->cfg.access_log, "a"))) {
         c->log.own_access = 1;
     } else {
-        gust_log(&c->log, GUST_LOG_ERROR, "access log %s: %s", c->cfg.access_log,
-                 strerror(errno));
+        gust_log(&c->log, GUST_LOG_ERROR, "access log %s: %s", c->cfg.access_log, strerror(errno));
     }
 }
 

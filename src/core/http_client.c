@@ -523,9 +523,9 @@ static void set_timer(struct event *ev, double secs) {
     evtimer_add(ev, &tv);
 }
 
-gust_http_fetch_t *gust_http_fetch_start(gust_core_t *s, const gust_http_fetch_opts_t *o,
-                                         char *req, size_t req_len, gust_http_fetch_cb cb,
-                                         void *arg, char *err, size_t errlen) {
+gust_http_fetch_t *gust_http_fetch_start(gust_core_t *s, const gust_http_fetch_opts_t *o, char *req,
+                                         size_t req_len, gust_http_fetch_cb cb, void *arg,
+                                         char *err, size_t errlen) {
     gust_http_pool_t *p = pool_of(s);
     if (o->tls && !tls_ctx(p, o->verify, o->ca_file, err, errlen)) {
         gust_free(req);

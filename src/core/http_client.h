@@ -14,7 +14,7 @@
 #include <llhttp.h>
 #include <zlib.h>
 
-#include "gust.h"        /* GUST_ERR_LEN */
+#include "gust.h" /* GUST_ERR_LEN */
 #include "http_reply.h"
 
 typedef struct gust_core gust_core_t;
@@ -67,9 +67,9 @@ struct gust_http_fetch {
  * host, port, TLS settings), or a new one. Returns NULL, with err set, only
  * when a TLS context cannot be made (e.g. an unreadable ca_file).
  */
-gust_http_fetch_t *gust_http_fetch_start(gust_core_t *s, const gust_http_fetch_opts_t *o,
-                                         char *req, size_t req_len, gust_http_fetch_cb cb,
-                                         void *arg, char *err, size_t errlen);
+gust_http_fetch_t *gust_http_fetch_start(gust_core_t *s, const gust_http_fetch_opts_t *o, char *req,
+                                         size_t req_len, gust_http_fetch_cb cb, void *arg,
+                                         char *err, size_t errlen);
 
 /* Streaming: the owner took what was in f->body; reading resumes when it
  * had stopped at the high-water mark. */

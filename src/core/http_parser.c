@@ -28,8 +28,7 @@ static int fail(gust_http_request_t *r, int status, const char *why) {
 }
 
 static int arena_add(gust_http_request_t *r, const char *at, size_t len, int lower) {
-    if (r->arena_len + len + HEADER_OVERHEAD * (r->nheaders + 1) >
-        r->limits->max_header_size)
+    if (r->arena_len + len + HEADER_OVERHEAD * (r->nheaders + 1) > r->limits->max_header_size)
         return fail(r, 431, "header section too large");
     gust_arena_append(&r->arena, &r->arena_len, &r->arena_cap, at, len, lower);
     return 0;
@@ -94,7 +93,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_field_complete(llhttp_t *p) {
     gust_http_request_t *r = REQ(p);
     if (r->headers_done)
-        return trailer_add(r, HEADER_OVERHEAD); /* once per trailer field */
+        return trailer_add(r, HEADER_OVERHEAD);                    /* once per trailer field */
     if (!r->in_field || r->headers[r->nheaders - 1].name_len == 0) /* ": value" */
         return fail(r, 400, "empty header name");
     r->in_field = 0;
@@ -276,7 +275,6 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
-
 static int on_message_complete(llhttp_t *p) {
     gust_http_request_t *r = REQ(p);
     r->complete = 1;
@@ -339,8 +337,7 @@ static size_t scan_for_fold(gust_http_request_t *r, const char *data, size_t len
         case SCAN_CR: /* llhttp decides what a CR not followed by LF is */
             r->line_scan = *p == '\n' ? SCAN_DONE : SCAN_LINE;
             break;
-        default: /* SCAN_DONE, until the next request */
-            return len;
+        default: /* SCAN_DONE, until the next request */ return len;
         }
     }
     return len;
@@ -477,7 +474,7 @@ void gust_http_request_free(gust_http_request_t *r) {
 
 size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len) {
     if (r->complete || r->status || llhttp_get_errno(&r->parser) == HPE_PAUSED_UPGRADE)
-        return 0; /* after an Upgrade the bytes are not HTTP */
+        return 0;    /* after an Upgrade the bytes are not HTTP */
     if (r->rl_state) /* llhttp has stopped at an unknown method */
         return check_request_line(r, data, len);
     if (r->crlf_need) /* owed from the previous buffer */
@@ -515,8 +512,7 @@ size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t l
     return len;
 }
 
-const char *gust_http_request_header(const gust_http_request_t *r,
-                                     const char *lname, size_t *len) {
+const char *gust_http_request_header(const gust_http_request_t *r, const char *lname, size_t *len) {
     size_t n = strlen(lname);
     for (unsigned i = r->nheaders; i-- > 0;) {
         const gust_http_header_t *h = &r->headers[i];

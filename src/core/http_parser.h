@@ -38,7 +38,7 @@ typedef struct gust_http_request {
 
     char *body;
     size_t body_len, body_cap;
-    size_t trailer_len; /* trailer bytes seen, counted but not kept */
+    size_t trailer_len;  /* trailer bytes seen, counted but not kept */
     const char *crlf_at; /* where the CRLF owed after chunk data starts */
     int crlf_need;       /* bytes of it not yet checked */
 
@@ -50,9 +50,8 @@ typedef struct gust_http_request {
     uint8_t rl_state;  /* after an unknown method: where its request line is */
     uint8_t rl_index;  /* bytes of "HTTP/x.y" seen */
     uint32_t rl_len;   /* bytes of the request line checked */
-    unsigned in_field : 1, in_value : 1, begun : 1, headers_done : 1,
-        complete : 1, keep_alive : 1, expect_continue : 1, upgrade : 1,
-        te_http10 : 1, method_seen : 1;
+    unsigned in_field : 1, in_value : 1, begun : 1, headers_done : 1, complete : 1, keep_alive : 1,
+        expect_continue : 1, upgrade : 1, te_http10 : 1, method_seen : 1;
 } gust_http_request_t;
 
 void gust_http_request_init(gust_http_request_t *r, const gust_http_limits_t *limits);
@@ -78,11 +77,8 @@ size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t l
  * request whose target is in absolute form ("http://a.example:81/p"), the
  * "host" header is the target's authority ("a.example:81", RFC 9112 §3.2.2),
  * added when the request had none. */
-const char *gust_http_request_header(const gust_http_request_t *r,
-                                     const char *lname, size_t *len);
+const char *gust_http_request_header(const gust_http_request_t *r, const char *lname, size_t *len);
 
-static inline const char *gust_http_request_url(const gust_http_request_t *r) {
-    return r->arena;
-}
+static inline const char *gust_http_request_url(const gust_http_request_t *r) { return r->arena; }
 
 #endif

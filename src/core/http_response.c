@@ -80,8 +80,8 @@ const char *gust_http_reason(int status) {
     }
 }
 
-void gust_http_status_line(gust_buf_t *b, int http_minor, int status,
-                           const char *reason, size_t reason_len) {
+void gust_http_status_line(gust_buf_t *b, int http_minor, int status, const char *reason,
+                           size_t reason_len) {
     gust_buf_reserve(b, 16 + reason_len);
     char *p = b->p + b->len;
     memcpy(p, http_minor ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
@@ -95,8 +95,8 @@ void gust_http_status_line(gust_buf_t *b, int http_minor, int status,
     b->len += 15 + reason_len;
 }
 
-void gust_http_header_line(gust_buf_t *b, const char *name, size_t nlen,
-                           const char *value, size_t vlen) {
+void gust_http_header_line(gust_buf_t *b, const char *name, size_t nlen, const char *value,
+                           size_t vlen) {
     gust_buf_reserve(b, nlen + vlen + 4);
     char *p = b->p + b->len;
     memcpy(p, name, nlen);
@@ -168,8 +168,7 @@ static const char *strip_weak(const char *s, size_t *n) {
     return s;
 }
 
-int gust_http_etag_matches(const char *inm, size_t inm_len, const char *etag,
-                           size_t etag_len) {
+int gust_http_etag_matches(const char *inm, size_t inm_len, const char *etag, size_t etag_len) {
     etag = strip_weak(etag, &etag_len);
     size_t i = 0;
     while (i < inm_len) {
@@ -241,11 +240,13 @@ static int name_is(const char *name, size_t n, const char *lit, size_t litlen) {
 /* Bytes allowed in a header name (RFC 9110 tchar: 1) and value (all but
  * CR, LF and NUL: 2), one table lookup per byte on the response path. */
 static const unsigned char header_byte[256] = {
-    [' '] = 2, ['!'] = 3, ['"'] = 2, ['#'] = 3, ['$'] = 3, ['%'] = 3, ['&'] = 3, ['\''] = 3,
-    ['('] = 2, [')'] = 2, ['*'] = 3, ['+'] = 3, [','] = 2, ['-'] = 3, ['.'] = 3, ['/'] = 2,
-    ['0' ... '9'] = 3, [':' ... '@'] = 2, ['A' ... 'Z'] = 3, ['['] = 2, ['\\'] = 2, [']'] = 2,
-    ['^'] = 3, ['_'] = 3, ['`'] = 3, ['a' ... 'z'] = 3, ['{'] = 2, ['|'] = 3, ['}'] = 2,
-    ['~'] = 3, [1 ... 9] = 2, [11 ... 12] = 2, [14 ... 31] = 2, [127 ... 255] = 2};
+    [' '] = 2,         ['!'] = 3,         ['"'] = 2,         ['#'] = 3,         ['$'] = 3,
+    ['%'] = 3,         ['&'] = 3,         ['\''] = 3,        ['('] = 2,         [')'] = 2,
+    ['*'] = 3,         ['+'] = 3,         [','] = 2,         ['-'] = 3,         ['.'] = 3,
+    ['/'] = 2,         ['0' ... '9'] = 3, [':' ... '@'] = 2, ['A' ... 'Z'] = 3, ['['] = 2,
+    ['\\'] = 2,        [']'] = 2,         ['^'] = 3,         ['_'] = 3,         ['`'] = 3,
+    ['a' ... 'z'] = 3, ['{'] = 2,         ['|'] = 3,         ['}'] = 2,         ['~'] = 3,
+    [1 ... 9] = 2,     [11 ... 12] = 2,   [14 ... 31] = 2,   [127 ... 255] = 2};
 
 int gust_http_head_add(gust_http_head_t *h, const char *name, size_t n, const char *v,
                        size_t vlen) {
@@ -265,9 +266,7 @@ int gust_http_head_add(gust_http_head_t *h, const char *name, size_t n, const ch
             h->etag_len = vlen;
         }
         break;
-    case 6:
-        h->has_server |= name_is(name, n, "Server", 6);
-        break;
+    case 6: h->has_server |= name_is(name, n, "Server", 6); break;
     case 10:
         if (name_is(name, n, "Connection", 10)) {
             if (vlen == 5 && strncasecmp(v, "close", 5) == 0)
@@ -275,9 +274,7 @@ int gust_http_head_add(gust_http_head_t *h, const char *name, size_t n, const ch
             return 0; /* connection management is the core's */
         }
         break;
-    case 12:
-        h->has_ct |= name_is(name, n, "Content-Type", 12);
-        break;
+    case 12: h->has_ct |= name_is(name, n, "Content-Type", 12); break;
     case 14:
         if (name_is(name, n, "Content-Length", 14)) {
             /* Framing is ours: a wrong length would break the stream. A

@@ -20,12 +20,12 @@
 const char *gust_http_reason(int status);
 
 /* "HTTP/1.x NNN Reason\r\n" */
-void gust_http_status_line(gust_buf_t *b, int http_minor, int status,
-                           const char *reason, size_t reason_len);
+void gust_http_status_line(gust_buf_t *b, int http_minor, int status, const char *reason,
+                           size_t reason_len);
 
 /* "Name: value\r\n" */
-void gust_http_header_line(gust_buf_t *b, const char *name, size_t nlen,
-                           const char *value, size_t vlen);
+void gust_http_header_line(gust_buf_t *b, const char *name, size_t nlen, const char *value,
+                           size_t vlen);
 
 /* Writes the IMF-fixdate for `t` into out (GUST_HTTP_DATE_LEN + NUL). */
 void gust_http_date(time_t t, char *out);
@@ -38,8 +38,7 @@ void gust_http_etag_from_hash(uint64_t high, uint64_t low, char out[GUST_ETAG_LE
 
 /* Whether an If-None-Match header value matches `etag` (weak comparison,
  * "*" matches anything), as RFC 9110 §13.1.2 asks for GET. */
-int gust_http_etag_matches(const char *inm, size_t inm_len, const char *etag,
-                           size_t etag_len);
+int gust_http_etag_matches(const char *inm, size_t inm_len, const char *etag, size_t etag_len);
 
 /* Statuses that never carry a body: 1xx, 204, 304. */
 static inline int gust_http_status_has_body(int status) {
@@ -78,8 +77,8 @@ void gust_http_head_free(gust_http_head_t *h);
 
 typedef struct gust_http_head_frame {
     int http_minor;
-    const char *date;          /* GUST_HTTP_DATE_LEN bytes */
-    long long content_length;  /* -1: unknown (chunked or close-delimited) */
+    const char *date;         /* GUST_HTTP_DATE_LEN bytes */
+    long long content_length; /* -1: unknown (chunked or close-delimited) */
     unsigned chunked : 1, is_head : 1, keep_alive : 1;
 } gust_http_head_frame_t;
 

@@ -48,10 +48,9 @@ static void on_accept_error(struct evconnlistener *lev, void *arg) {
         return;
     }
     l->pauses++;
-    gust_log(&l->core->log, GUST_LOG_ERROR,
-             "accept: %s; accepting paused for %d ms (%u pause%s so far)",
-             evutil_socket_error_to_string(e), ACCEPT_PAUSE_MS, l->pauses,
-             l->pauses == 1 ? "" : "s");
+    gust_log(
+        &l->core->log, GUST_LOG_ERROR, "accept: %s; accepting paused for %d ms (%u pause%s so far)",
+        evutil_socket_error_to_string(e), ACCEPT_PAUSE_MS, l->pauses, l->pauses == 1 ? "" : "s");
     evconnlistener_disable(lev);
     static const struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
     evtimer_add(&l->pause_ev, &tv);
@@ -68,8 +67,8 @@ static const struct timeval *common_timeout(gust_core_t *c, double seconds) {
     return event_base_init_common_timeout(c->base, &tv);
 }
 
-void gust_listener_set_limits(gust_listener_t *l, size_t max_body, size_t max_header,
-                              double idle, double header, double body) {
+void gust_listener_set_limits(gust_listener_t *l, size_t max_body, size_t max_header, double idle,
+                              double header, double body) {
     gust_core_t *c = l->core;
     l->limits.max_body_size = max_body;
     l->limits.max_header_size = max_header;

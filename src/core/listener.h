@@ -22,8 +22,8 @@
 #include "request.h"
 
 /* Takes ownership of the accepted, non-blocking `fd`. */
-typedef void (*gust_accept_fn)(gust_listener_t *l, int fd, const struct sockaddr *sa,
-                               int salen, void *arg);
+typedef void (*gust_accept_fn)(gust_listener_t *l, int fd, const struct sockaddr *sa, int salen,
+                               void *arg);
 
 struct gust_listener {
     gust_core_t *core;
@@ -38,7 +38,7 @@ struct gust_listener {
     gust_http_limits_t limits;
     const struct timeval *idle_tv, *header_tv, *body_tv;
     char *unix_path;
-    int port; /* -1 for Unix sockets */
+    int port;              /* -1 for Unix sockets */
     struct event pause_ev; /* accepting paused: out of descriptors */
     unsigned pauses;
     gust_listener_t *prev, *next;
@@ -59,8 +59,8 @@ void gust_listener_serve_http(gust_listener_t *l, const gust_request_handler_t *
 void gust_listener_set_accept(gust_listener_t *l, gust_accept_fn fn, void *arg);
 
 /* Seconds <= 0 mean no timeout. */
-void gust_listener_set_limits(gust_listener_t *l, size_t max_body, size_t max_header,
-                              double idle, double header, double body);
+void gust_listener_set_limits(gust_listener_t *l, size_t max_body, size_t max_header, double idle,
+                              double header, double body);
 
 /* Stops listening; the struct lives on until its connections are gone. */
 void gust_listener_close(gust_listener_t *l);

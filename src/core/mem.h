@@ -41,7 +41,6 @@ static inline void gust_buf_addc(gust_buf_t *b, char c) {
 
 /* Appends n bytes to a parser's arena (grown by doubling), lower-casing
  * ASCII letters when `lower` is set (header names). */
-void gust_arena_append(char **arena, size_t *len, size_t *cap, const char *at, size_t n,
-                       int lower);
+void gust_arena_append(char **arena, size_t *len, size_t *cap, const char *at, size_t n, int lower);
 
 #endif

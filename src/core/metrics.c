@@ -10,14 +10,14 @@
 
 #include "mem.h"
 
-static const double bounds[GUST_METRICS_BUCKETS] = {
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const double bounds[GUST_METRICS_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                    0.25,  0.5,    1,     2.5,  5,     10};
 
 gust_metrics_t *gust_metrics_new(int shared) {
     if (!shared)
         return gust_calloc(1, sizeof(gust_metrics_t));
-    void *p = mmap(NULL, sizeof(gust_metrics_t), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void *p = mmap(NULL, sizeof(gust_metrics_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
     return p == MAP_FAILED ? NULL : p; /* zero-filled by the kernel */
 }
 
@@ -77,12 +77,14 @@ char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
     put(&b, "gust_request_duration_seconds_sum %.6f\n", LOAD(m->duration_us_sum) / 1e6);
     put(&b, "gust_request_duration_seconds_count %llu\n",
         (unsigned long long)LOAD(m->duration_count));
-    put(&b, "# HELP gust_connections_open Open HTTP connections.\n"
-            "# TYPE gust_connections_open gauge\ngust_connections_open %lld\n",
+    put(&b,
+        "# HELP gust_connections_open Open HTTP connections.\n"
+        "# TYPE gust_connections_open gauge\ngust_connections_open %lld\n",
         (long long)LOAD(m->connections_open));
-    put(&b, "# HELP gust_websocket_connections_open Open WebSocket connections.\n"
-            "# TYPE gust_websocket_connections_open gauge\n"
-            "gust_websocket_connections_open %lld\n",
+    put(&b,
+        "# HELP gust_websocket_connections_open Open WebSocket connections.\n"
+        "# TYPE gust_websocket_connections_open gauge\n"
+        "gust_websocket_connections_open %lld\n",
         (long long)LOAD(m->websockets_open));
     put(&b, "# HELP gust_loop_lag_seconds How late the worker's loop ran a timer.\n"
             "# TYPE gust_loop_lag_seconds gauge\n");

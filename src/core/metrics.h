@@ -18,12 +18,12 @@
 /* One worker's corner. The watchdog fields let the master see a worker
  * whose loop is held (a handler that never returns) and say where. */
 typedef struct gust_metrics_slot {
-    int32_t pid;             /* 0: free */
-    uint32_t lag_us;         /* last measured loop lag */
-    uint64_t lua_bytes;      /* Lua heap at the last sample */
-    uint64_t busy_since_us;  /* monotonic µs since Lua holds the loop; 0: it does not */
-    uint32_t warned;         /* the worker logged this hold already */
-    char what[128];          /* "GET /path" being handled, NUL-terminated */
+    int32_t pid;                /* 0: free */
+    uint32_t lag_us;            /* last measured loop lag */
+    uint64_t lua_bytes;         /* Lua heap at the last sample */
+    uint64_t busy_since_us;     /* monotonic µs since Lua holds the loop; 0: it does not */
+    uint32_t warned;            /* the worker logged this hold already */
+    char what[128];             /* "GET /path" being handled, NUL-terminated */
     char trace[GUST_TRACE_MAX]; /* the held code's last sampled traceback */
 } gust_metrics_slot_t;
 
@@ -31,7 +31,7 @@ typedef struct gust_metrics_slot {
 enum { GUST_REPLACED_BLOCKED, GUST_REPLACED_MEMORY, GUST_REPLACED_REASONS };
 
 typedef struct gust_metrics {
-    uint64_t requests[600]; /* by status code */
+    uint64_t requests[600];                     /* by status code */
     uint64_t buckets[GUST_METRICS_BUCKETS + 1]; /* per bucket; the last is +Inf */
     uint64_t duration_us_sum, duration_count;
     int64_t connections_open, websockets_open;

@@ -71,15 +71,15 @@ void gust_request_begin(gust_request_t *r, gust_conn_t *c, const gust_http_reque
     split_target(r, msg);
     gust_core_t *core = c->core;
     const char *mp = core->cfg.metrics_path;
-    if (mp && (msg->method == HTTP_GET || msg->method == HTTP_HEAD) &&
-        strlen(mp) == r->path_len && memcmp(mp, r->path, r->path_len) == 0) {
+    if (mp && (msg->method == HTTP_GET || msg->method == HTTP_HEAD) && strlen(mp) == r->path_len &&
+        memcmp(mp, r->path, r->path_len) == 0) {
         r->conn = NULL;
         serve_metrics(c);
         return;
     }
     void *arg;
-    gust_handler_fn fn = core->prefixes ? gust_core_find_handler(core, r->path, r->path_len, &arg)
-                                        : NULL;
+    gust_handler_fn fn =
+        core->prefixes ? gust_core_find_handler(core, r->path, r->path_len, &arg) : NULL;
     if (fn) {
         r->handler = &c_handler;
         r->handler_arg = NULL;
@@ -167,13 +167,14 @@ static void body_write(gust_conn_t *c, const struct iovec *body, int n, size_t l
         gust_conn_write(c, "\r\n", 2);
 }
 
-static void head_out(gust_request_t *r, gust_http_head_t *hd, long long content_length,
-                     int chunked, gust_buf_t *out) {
+static void head_out(gust_request_t *r, gust_http_head_t *hd, long long content_length, int chunked,
+                     gust_buf_t *out) {
     gust_conn_t *c = r->conn;
     if (hd->close || c->core->stopping)
         r->keep_alive = 0;
-    gust_http_head_frame_t f = {r->msg->http_minor, gust_core_date(c->core), content_length,
-                                chunked, is_head(r), r->keep_alive};
+    gust_http_head_frame_t f = {r->msg->http_minor, gust_core_date(c->core),
+                                content_length,     chunked,
+                                is_head(r),         r->keep_alive};
     gust_http_head_write(hd, &f, out);
 }
 

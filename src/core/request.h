@@ -43,8 +43,8 @@ typedef struct gust_request_handler {
 } gust_request_handler_t;
 
 struct gust_request {
-    gust_conn_t *conn;                    /* NULL once the request is over */
-    const gust_http_request_t *msg;       /* the parsed request */
+    gust_conn_t *conn;              /* NULL once the request is over */
+    const gust_http_request_t *msg; /* the parsed request */
     const gust_request_handler_t *handler;
     void *handler_arg;
     void *ctx; /* the handler's state for this request */
@@ -97,9 +97,7 @@ void gust_request_abort(gust_request_t *r);
 void gust_request_fail(gust_request_t *r);
 
 /* Whether the client is gone (left, or the request is over). */
-static inline int gust_request_gone(const gust_request_t *r) {
-    return !r->conn || r->told_left;
-}
+static inline int gust_request_gone(const gust_request_t *r) { return !r->conn || r->told_left; }
 
 int gust_request_is_tls(const gust_request_t *r);
 /* The access log's view of the request (borrowed strings). */

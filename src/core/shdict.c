@@ -64,8 +64,8 @@ typedef struct shm_header {
     uint32_t version;
     uint32_t dirty; /* a writer is changing the structures */
     uint64_t size;
-    uint64_t nbuckets; /* a power of two */
-    uint64_t buckets;  /* offset of the bucket array */
+    uint64_t nbuckets;       /* a power of two */
+    uint64_t buckets;        /* offset of the bucket array */
     uint64_t heap, heap_end; /* blocks live in [heap, heap_end); the epilogue at heap_end */
     uint64_t free_bytes, count;
     uint64_t taken_over, resets;
@@ -442,8 +442,8 @@ int gust_shdict_get(gust_shdict_t *d, const char *key, size_t klen, gust_shdict_
     return rc;
 }
 
-int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen,
-                    const gust_shdict_value_t *v, double ttl, int mode) {
+int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen, const gust_shdict_value_t *v,
+                    double ttl, int mode) {
     if (klen == 0 || klen > GUST_SHDICT_KEY_MAX)
         return GUST_SHDICT_EKEY;
     uint64_t hv = hash_key(key, klen), now = 0, *link = NULL;
@@ -465,8 +465,8 @@ int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen,
     return rc;
 }
 
-int gust_shdict_incr(gust_shdict_t *d, const char *key, size_t klen, double n,
-                     const double *init, double init_ttl, double *out) {
+int gust_shdict_incr(gust_shdict_t *d, const char *key, size_t klen, double n, const double *init,
+                     double init_ttl, double *out) {
     if (klen == 0 || klen > GUST_SHDICT_KEY_MAX)
         return GUST_SHDICT_EKEY;
     uint64_t hv = hash_key(key, klen), now = 0, *link = NULL;
@@ -537,8 +537,7 @@ long gust_shdict_keys(gust_shdict_t *d, size_t max, gust_buf_t *out) {
     uint64_t now = 0, *buckets = BUCKETS(h);
     long n = 0;
     for (uint64_t i = 0; i < h->nbuckets && (max == 0 || (size_t)n < max); i++) {
-        for (uint64_t b = buckets[i]; b && (max == 0 || (size_t)n < max);
-             b = NODE(h, b)->next) {
+        for (uint64_t b = buckets[i]; b && (max == 0 || (size_t)n < max); b = NODE(h, b)->next) {
             node_t *node = NODE(h, b);
             if (expired(node, &now))
                 continue;
@@ -638,8 +637,9 @@ static unsigned long long start_time(pid_t pid) {
     buf[n] = 0;
     char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     unsigned long long t = 0;
-    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
-                           "%*d %*d %*d %llu",
+    if (p && sscanf(p + 2,
+                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+                    "%*d %*d %*d %llu",
                     &t) != 1)
         t = 0;
     return t;
@@ -699,8 +699,8 @@ static int create(gust_shdict_t *d, int fd, char *err, size_t errlen) {
     /* Reserve the pages now: a tmpfs that runs out later would kill the
      * process touching the page with SIGBUS instead of failing here. */
     if ((rc = posix_fallocate(fd, 0, (off_t)d->size)) != 0) {
-        set_err(err, errlen, "shared dict %s: cannot reserve its memory in /dev/shm: %s",
-                d->name, strerror(rc));
+        set_err(err, errlen, "shared dict %s: cannot reserve its memory in /dev/shm: %s", d->name,
+                strerror(rc));
         return -1;
     }
     void *p = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -793,8 +793,8 @@ gust_shdict_t *gust_shdict_new(pid_t owner, const char *name, size_t size, char 
         page = 4096;
     gust_shdict_t *d = gust_calloc(1, sizeof *d);
     snprintf(d->name, sizeof d->name, "%s", name);
-    snprintf(d->shm_name, sizeof d->shm_name, "/" GUST_SHDICT_PREFIX "%ld.%llu.%s",
-             (long)owner, start_time(owner), name);
+    snprintf(d->shm_name, sizeof d->shm_name, "/" GUST_SHDICT_PREFIX "%ld.%llu.%s", (long)owner,
+             start_time(owner), name);
     d->size = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
     for (int attempt = 0; attempt < 5; attempt++) {
         int fd = shm_open(d->shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

@@ -71,7 +71,7 @@ typedef struct gust_shdict_value {
     double num;      /* NUMBER; BOOLEAN: 0 or 1 */
     const char *str; /* STRING: `len` bytes, not NUL-terminated */
     size_t len;
-    uint32_t flags;  /* the user's flags, as ngx.shared.DICT */
+    uint32_t flags; /* the user's flags, as ngx.shared.DICT */
 } gust_shdict_value_t;
 
 /**
@@ -125,8 +125,8 @@ int gust_shdict_get(gust_shdict_t *d, const char *key, size_t klen, gust_shdict_
  *             _REPLACE (ENOTFOUND when absent)
  * @return 0, EEXISTS, ENOTFOUND, ENOMEM, EKEY or ELOCK
  */
-int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen,
-                    const gust_shdict_value_t *v, double ttl, int mode);
+int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen, const gust_shdict_value_t *v,
+                    double ttl, int mode);
 
 /**
  * Adds `n` to the number under `key`, atomically for all processes; the
@@ -134,8 +134,8 @@ int gust_shdict_set(gust_shdict_t *d, const char *key, size_t klen,
  * is created as *init + n with `init_ttl`.
  * @return 0 with the new value in *out, ENOTFOUND, ENOTNUM, ENOMEM or EKEY
  */
-int gust_shdict_incr(gust_shdict_t *d, const char *key, size_t klen, double n,
-                     const double *init, double init_ttl, double *out);
+int gust_shdict_incr(gust_shdict_t *d, const char *key, size_t klen, double n, const double *init,
+                     double init_ttl, double *out);
 
 /** @return 0 or ENOTFOUND */
 int gust_shdict_delete(gust_shdict_t *d, const char *key, size_t klen);

@@ -303,7 +303,7 @@ struct gust_connect {
     struct evdns_getaddrinfo_request *dns;
     struct event ev, timer;
     SSL_CTX *tls;
-    gust_stream_t *st; /* during the TLS handshake: owns fd */
+    gust_stream_t *st;    /* during the TLS handshake: owns fd */
     gust_connect_cb done; /* NULL once cancelled */
     void *arg;
 };
@@ -362,9 +362,7 @@ static int is_ip_literal(const char *host) {
 
 static void handshake_step(gust_connect_t *c);
 
-static void on_handshake_io(evutil_socket_t fd, short what, void *arg) {
-    handshake_step(arg);
-}
+static void on_handshake_io(evutil_socket_t fd, short what, void *arg) { handshake_step(arg); }
 
 /* Drives SSL_connect; waits for the readiness it asks for. */
 static void handshake_step(gust_connect_t *c) {
@@ -378,8 +376,8 @@ static void handshake_step(gust_connect_t *c) {
     int e = SSL_get_error(st->tls.ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         event_del(&c->ev);
-        event_assign(&c->ev, c->core->base, st->fd,
-                     e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE, on_handshake_io, c);
+        event_assign(&c->ev, c->core->base, st->fd, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE,
+                     on_handshake_io, c);
         event_add(&c->ev, NULL);
         return;
     }
@@ -470,8 +468,7 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg) {
         if (c->timed_out) {
             connect_end(c, NULL, "timeout");
         } else {
-            snprintf(c->msg, sizeof c->msg, "dns: %s: %s", c->host,
-                     evutil_gai_strerror(result));
+            snprintf(c->msg, sizeof c->msg, "dns: %s: %s", c->host, evutil_gai_strerror(result));
             connect_end(c, NULL, c->msg);
         }
         return;
@@ -480,15 +477,15 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg) {
     evutil_freeaddrinfo(res);
 }
 
-gust_connect_t *gust_stream_connect(gust_core_t *s, const char *host, int port,
-                                    double timeout, gust_connect_cb done, void *arg) {
+gust_connect_t *gust_stream_connect(gust_core_t *s, const char *host, int port, double timeout,
+                                    gust_connect_cb done, void *arg) {
     gust_connect_opts_t o = {timeout, NULL};
     return gust_stream_connect_ex(s, host, port, &o, done, arg);
 }
 
 gust_connect_t *gust_stream_connect_ex(gust_core_t *s, const char *host, int port,
-                                       const gust_connect_opts_t *opts,
-                                       gust_connect_cb done, void *arg) {
+                                       const gust_connect_opts_t *opts, gust_connect_cb done,
+                                       void *arg) {
     static int sigpipe_checked;
     if (!sigpipe_checked) {
         /* A peer's reset must be an error return, not the death of the

@@ -45,8 +45,8 @@ struct gust_stream {
     size_t max_buffer; /* input beyond this closes with "max_buffer_size exceeded" */
     gust_stream_cb on_read, on_drain, on_close;
     void *arg;
-    gust_tls_t tls; /* TLS: owned, freed with the stream; tls.ssl NULL for plain */
-    uint64_t bytes_out;       /* written to the socket so far */
+    gust_tls_t tls;             /* TLS: owned, freed with the stream; tls.ssl NULL for plain */
+    uint64_t bytes_out;         /* written to the socket so far */
     struct gust_access *access; /* owned: a detached request, logged (101) at close */
     gust_stream_t *prev, *next; /* the server's streams */
 };
@@ -70,12 +70,12 @@ size_t gust_stream_pending(const gust_stream_t *st);
  * never called from inside gust_stream_connect(). */
 typedef void (*gust_connect_cb)(gust_stream_t *st, const char *err, void *arg);
 typedef struct gust_connect gust_connect_t;
-gust_connect_t *gust_stream_connect(gust_core_t *s, const char *host, int port,
-                                    double timeout, gust_connect_cb done, void *arg);
+gust_connect_t *gust_stream_connect(gust_core_t *s, const char *host, int port, double timeout,
+                                    gust_connect_cb done, void *arg);
 
 typedef struct gust_connect_opts {
-    double timeout;            /* seconds for DNS + connect + handshake; 0: none */
-    struct ssl_ctx_st *tls;    /* a context from gust_tls_client_ctx_new, or NULL */
+    double timeout;         /* seconds for DNS + connect + handshake; 0: none */
+    struct ssl_ctx_st *tls; /* a context from gust_tls_client_ctx_new, or NULL */
 } gust_connect_opts_t;
 
 /* As gust_stream_connect; with opts->tls the stream is handed over only
@@ -84,8 +84,8 @@ typedef struct gust_connect_opts {
  * for `host`. Errors: "tls: certificate verify failed: <OpenSSL reason>",
  * "tls: handshake failed: <reason>", and those of a plain connect. */
 gust_connect_t *gust_stream_connect_ex(gust_core_t *s, const char *host, int port,
-                                       const gust_connect_opts_t *opts,
-                                       gust_connect_cb done, void *arg);
+                                       const gust_connect_opts_t *opts, gust_connect_cb done,
+                                       void *arg);
 
 /* Abandons a connect in progress; `done` will not be called. */
 void gust_stream_connect_cancel(gust_connect_t *c);

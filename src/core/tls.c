@@ -74,7 +74,7 @@ struct ssl_ctx_st *gust_tls_client_ctx_new(int verify, const char *ca_file, char
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     }
     return ctx;
-err: {
+err : {
     unsigned long e = ERR_peek_last_error();
     snprintf(err, errlen, "tls: %s", e ? ERR_reason_error_string(e) : "cannot make a context");
     ERR_clear_error();
@@ -98,8 +98,7 @@ int gust_tls_accept(gust_tls_t *t, struct ssl_ctx_st *ctx, int fd) {
     return 0;
 }
 
-ssize_t gust_tls_read(gust_tls_t *t, struct evbuffer *in, size_t max, int *eof,
-                      const char **err) {
+ssize_t gust_tls_read(gust_tls_t *t, struct evbuffer *in, size_t max, int *eof, const char **err) {
     ssize_t got = 0;
     for (;;) {
         struct evbuffer_iovec v;
@@ -119,8 +118,7 @@ ssize_t gust_tls_read(gust_tls_t *t, struct evbuffer *in, size_t max, int *eof,
         case SSL_ERROR_WANT_WRITE:
             t->read_wants_write = 1; /* a handshake step that must write first */
             return got ? got : -2;
-        case SSL_ERROR_WANT_READ:
-            return got ? got : -2;
+        case SSL_ERROR_WANT_READ: return got ? got : -2;
         case SSL_ERROR_ZERO_RETURN:
             *eof = 1; /* close_notify; what came before it still counts */
             return got;
@@ -156,11 +154,8 @@ int gust_tls_write(gust_tls_t *t, struct evbuffer *out, const char **err) {
     }
     t->wlen = len;
     switch (SSL_get_error(t->ssl, n)) {
-    case SSL_ERROR_WANT_WRITE:
-        return 0;
-    case SSL_ERROR_WANT_READ:
-        t->write_wants_read = 1;
-        return 0;
+    case SSL_ERROR_WANT_WRITE: return 0;
+    case SSL_ERROR_WANT_READ: t->write_wants_read = 1; return 0;
     case SSL_ERROR_SYSCALL:
         t->dead = 1;
         *err = errno ? strerror(errno) : "closed";

@@ -45,8 +45,7 @@ int gust_tls_accept(gust_tls_t *t, struct ssl_ctx_st *ctx, int fd);
  *         when nothing is there yet (t->read_wants_write: wait for
  *         writable), -1 on failure with the reason in *err
  */
-ssize_t gust_tls_read(gust_tls_t *t, struct evbuffer *in, size_t max, int *eof,
-                      const char **err);
+ssize_t gust_tls_read(gust_tls_t *t, struct evbuffer *in, size_t max, int *eof, const char **err);
 
 /*
  * One SSL_write of the front of `out`.

@@ -49,18 +49,12 @@ static uint32_t utf8_byte(uint32_t st, uint8_t b) {
         return GUST_WS_UTF8_REJECT;
     case 1:
     case 2:
-    case 3:
-        return (b >= 0x80 && b <= 0xBF) ? st - 1 : GUST_WS_UTF8_REJECT;
-    case 4:
-        return (b >= 0xA0 && b <= 0xBF) ? 1 : GUST_WS_UTF8_REJECT;
-    case 5:
-        return (b >= 0x80 && b <= 0x9F) ? 1 : GUST_WS_UTF8_REJECT;
-    case 6:
-        return (b >= 0x90 && b <= 0xBF) ? 2 : GUST_WS_UTF8_REJECT;
-    case 7:
-        return (b >= 0x80 && b <= 0x8F) ? 2 : GUST_WS_UTF8_REJECT;
-    default:
-        return GUST_WS_UTF8_REJECT;
+    case 3: return (b >= 0x80 && b <= 0xBF) ? st - 1 : GUST_WS_UTF8_REJECT;
+    case 4: return (b >= 0xA0 && b <= 0xBF) ? 1 : GUST_WS_UTF8_REJECT;
+    case 5: return (b >= 0x80 && b <= 0x9F) ? 1 : GUST_WS_UTF8_REJECT;
+    case 6: return (b >= 0x90 && b <= 0xBF) ? 2 : GUST_WS_UTF8_REJECT;
+    case 7: return (b >= 0x80 && b <= 0x8F) ? 2 : GUST_WS_UTF8_REJECT;
+    default: return GUST_WS_UTF8_REJECT;
     }
 }
 
@@ -436,8 +430,8 @@ static int frame_done(gust_ws_codec_t *c, gust_ws_event_t *ev) {
 }
 
 /* Takes payload bytes; returns how many. */
-static size_t take_payload(gust_ws_codec_t *c, const uint8_t *p, size_t avail,
-                           gust_ws_event_t *ev, int *event) {
+static size_t take_payload(gust_ws_codec_t *c, const uint8_t *p, size_t avail, gust_ws_event_t *ev,
+                           int *event) {
     uint64_t left = c->payload_len - c->payload_got;
     size_t take = avail < left ? avail : (size_t)left;
     char *dst;
@@ -540,8 +534,8 @@ static void new_mask(const gust_ws_codec_t *c, uint8_t mask[4]) {
 }
 
 /* Appends header + payload (masked for a client). */
-static void put_frame(gust_ws_codec_t *c, gust_buf_t *out, int rsv1, int opcode,
-                      const void *data, size_t len) {
+static void put_frame(gust_ws_codec_t *c, gust_buf_t *out, int rsv1, int opcode, const void *data,
+                      size_t len) {
     uint8_t hdr[GUST_WS_MAX_HEADER], mask[4];
     if (c->client)
         new_mask(c, mask);
@@ -780,13 +774,10 @@ int gust_ws_deflate_negotiate(const char *offer, size_t len, const gust_ws_defla
                 int limit = o.cmwb > 0 ? o.cmwb : 15;
                 cmwb = want < limit ? want : limit;
             }
-            int n = snprintf(resp, resplen, "permessage-deflate%s%s",
-                             (o.snct || opts->server_no_context_takeover)
-                                 ? "; server_no_context_takeover"
-                                 : "",
-                             (o.cnct || opts->client_no_context_takeover)
-                                 ? "; client_no_context_takeover"
-                                 : "");
+            int n = snprintf(
+                resp, resplen, "permessage-deflate%s%s",
+                (o.snct || opts->server_no_context_takeover) ? "; server_no_context_takeover" : "",
+                (o.cnct || opts->client_no_context_takeover) ? "; client_no_context_takeover" : "");
             if (n < 0 || (size_t)n >= resplen)
                 return -1;
             if (smwb > 0)
@@ -813,15 +804,15 @@ int gust_ws_deflate_offer(const gust_ws_deflate_opts_t *opts, char *out, size_t 
     if (opts->server_max_window_bits > 0)
         snprintf(sm, sizeof sm, "; server_max_window_bits=%d",
                  clamp_window(opts->server_max_window_bits));
-    int n = snprintf(out, outlen, "permessage-deflate%s%s%s%s",
-                     opts->client_no_context_takeover ? "; client_no_context_takeover" : "",
-                     opts->server_no_context_takeover ? "; server_no_context_takeover" : "", sm,
-                     cm);
+    int n =
+        snprintf(out, outlen, "permessage-deflate%s%s%s%s",
+                 opts->client_no_context_takeover ? "; client_no_context_takeover" : "",
+                 opts->server_no_context_takeover ? "; server_no_context_takeover" : "", sm, cm);
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-int gust_ws_deflate_parse(const char *agreed, size_t len, int client,
-                          gust_ws_deflate_params_t *p, char *err, size_t errlen) {
+int gust_ws_deflate_parse(const char *agreed, size_t len, int client, gust_ws_deflate_params_t *p,
+                          char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
     const char *s = agreed, *end = agreed + len;
     const char *ee = scan(s, end, ',', ',');

@@ -94,12 +94,12 @@ struct z_stream_s;
 
 typedef struct gust_ws_codec {
     /* settings */
-    int client;              /* 1: we are the client (send masked, take unmasked) */
-    size_t max_message_size; /* a bigger message fails with 1009 */
+    int client;                /* 1: we are the client (send masked, take unmasked) */
+    size_t max_message_size;   /* a bigger message fails with 1009 */
     const uint8_t *fixed_mask; /* tests only: mask with these 4 bytes, not random ones */
 
     /* parser */
-    int state;      /* internal */
+    int state; /* internal */
     uint8_t hdr[GUST_WS_MAX_HEADER];
     size_t hdr_len, hdr_need;
     int fin, rsv1, opcode, masked;
@@ -202,7 +202,7 @@ uint32_t gust_ws_utf8_step(uint32_t state, const void *s, size_t len);
 int gust_ws_deflate_negotiate(const char *offer, size_t len, const gust_ws_deflate_opts_t *opts,
                               char *resp, size_t resplen);
 int gust_ws_deflate_offer(const gust_ws_deflate_opts_t *opts, char *out, size_t outlen);
-int gust_ws_deflate_parse(const char *agreed, size_t len, int client,
-                          gust_ws_deflate_params_t *p, char *err, size_t errlen);
+int gust_ws_deflate_parse(const char *agreed, size_t len, int client, gust_ws_deflate_params_t *p,
+                          char *err, size_t errlen);
 
 #endif

@@ -29,9 +29,7 @@
 
 #define LISTENER_MT "gust.listener"
 
-static gust_server_t *upserver(lua_State *L) {
-    return lua_touserdata(L, lua_upvalueindex(1));
-}
+static gust_server_t *upserver(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
 /* core.now() -> monotonic seconds  [-0, +1, -] */
 static int core_now(lua_State *L) {
@@ -291,21 +289,20 @@ GUST_API int luaopen_gust_core(lua_State *L) {
     gust_server_t *s = gust_server_for_lua(L);
     static const luaL_Reg listener_methods[] = {
         {"port", listener_port}, {"close", listener_close}, {NULL, NULL}};
-    static const luaL_Reg funcs[] = {
-        {"now", core_now},
-        {"time", core_time},
-        {"spawn", core_spawn},
-        {"wake", core_wake},
-        {"run", core_run},
-        {"stop", core_stop},
-        {"log", core_log},
-        {"log_level", core_log_level},
-        {"set_close_hook", core_set_close_hook},
-        {"listen", core_listen},
-        {"config", core_config},
-        {"metrics", core_metrics},
-        {"pid", core_pid},
-        {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"now", core_now},
+                                     {"time", core_time},
+                                     {"spawn", core_spawn},
+                                     {"wake", core_wake},
+                                     {"run", core_run},
+                                     {"stop", core_stop},
+                                     {"log", core_log},
+                                     {"log_level", core_log_level},
+                                     {"set_close_hook", core_set_close_hook},
+                                     {"listen", core_listen},
+                                     {"config", core_config},
+                                     {"metrics", core_metrics},
+                                     {"pid", core_pid},
+                                     {NULL, NULL}};
     static const luaL_Reg listener_meta[] = {{"__gc", listener_gc}, {NULL, NULL}};
     gust_lua_newclass(L, LISTENER_MT, listener_methods, listener_meta);
     lua_pop(L, 1);

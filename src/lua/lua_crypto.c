@@ -135,11 +135,14 @@ static int c_gzip(lua_State *L) {
 }
 
 void gust_crypto_open(lua_State *L) {
-    static const luaL_Reg funcs[] = {
-        {"hmac_sha256", c_hmac_sha256}, {"sha1", c_sha1},
-        {"sha256", c_sha256},           {"hex", c_hex},
-        {"b64encode", c_b64encode},     {"b64decode", c_b64decode},
-        {"random_bytes", c_random_bytes}, {"gzip", c_gzip},
-        {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"hmac_sha256", c_hmac_sha256},
+                                     {"sha1", c_sha1},
+                                     {"sha256", c_sha256},
+                                     {"hex", c_hex},
+                                     {"b64encode", c_b64encode},
+                                     {"b64decode", c_b64decode},
+                                     {"random_bytes", c_random_bytes},
+                                     {"gzip", c_gzip},
+                                     {NULL, NULL}};
     luaL_setfuncs(L, funcs, 0);
 }

@@ -356,4 +356,3 @@ void gust_httpclient_open(lua_State *L, gust_server_t *s) {
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1); /* into the module table below */
 }
-

@@ -113,9 +113,8 @@ static int core_set_bus_handler(lua_State *L) {
 }
 
 void gust_pubsub_open(lua_State *L, gust_server_t *s) {
-    static const luaL_Reg funcs[] = {{"bus_publish", core_bus_publish},
-                                     {"set_bus_handler", core_set_bus_handler},
-                                     {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"bus_publish", core_bus_publish}, {"set_bus_handler", core_set_bus_handler}, {NULL, NULL}};
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
 }

@@ -122,8 +122,8 @@ static void on_end(gust_request_t *r, void *arg) {
     h->ref = LUA_NOREF;
 }
 
-const gust_request_handler_t gust_lua_request_handler = {on_request, on_client_left,
-                                                         on_flushed, on_end};
+const gust_request_handler_t gust_lua_request_handler = {on_request, on_client_left, on_flushed,
+                                                         on_end};
 
 /* ---- reading the request ------------------------------------------- */
 
@@ -204,8 +204,8 @@ static int req_closed(lua_State *L) {
 /* ---- writing the response ------------------------------------------ */
 
 /* Adds one header of the handler's table, or returns why it cannot. */
-static const char *head_add_value(lua_State *L, gust_http_head_t *hd, const char *name,
-                                  size_t n, int idx) {
+static const char *head_add_value(lua_State *L, gust_http_head_t *hd, const char *name, size_t n,
+                                  int idx) {
     size_t vlen;
     int t = lua_type(L, idx);
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
@@ -478,8 +478,7 @@ static int ref_of(lua_State *L, const char *key) {
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-gust_lua_handler_t *gust_lua_handler_attach(gust_server_t *s, gust_listener_t *l,
-                                            int handler_ref) {
+gust_lua_handler_t *gust_lua_handler_attach(gust_server_t *s, gust_listener_t *l, int handler_ref) {
     gust_lua_handler_t *lh = gust_calloc(1, sizeof *lh);
     lh->server = s;
     lh->handler_ref = handler_ref;
@@ -492,13 +491,20 @@ gust_lua_handler_t *gust_lua_handler_attach(gust_server_t *s, gust_listener_t *l
 }
 
 void gust_lua_request_open(lua_State *L) {
-    static const luaL_Reg methods[] = {
-        {"headers", req_headers},     {"body", req_body},     {"uri", req_uri},
-        {"version", req_version},     {"remote_ip", req_remote_ip},
-        {"protocol", req_protocol},   {"closed", req_closed}, {"finish", req_finish},
-        {"flush", req_flush},         {"send_file", req_send_file},
-        {"detach", req_detach},       {"abort", req_abort},   {"_fail", req_fail},
-        {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"headers", req_headers},
+                                       {"body", req_body},
+                                       {"uri", req_uri},
+                                       {"version", req_version},
+                                       {"remote_ip", req_remote_ip},
+                                       {"protocol", req_protocol},
+                                       {"closed", req_closed},
+                                       {"finish", req_finish},
+                                       {"flush", req_flush},
+                                       {"send_file", req_send_file},
+                                       {"detach", req_detach},
+                                       {"abort", req_abort},
+                                       {"_fail", req_fail},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__tostring", req_tostring}, {NULL, NULL}};
     gust_lua_newclass(L, REQUEST_MT, methods, meta);
     lua_pushlightuserdata(L, (void *)&request_mt_key);
@@ -507,12 +513,11 @@ void gust_lua_request_open(lua_State *L) {
     /* Every request runs through this trampoline: an error the handler does
      * not catch (a raw handler, a framework bug), even one raised after the
      * handler yielded, still ends its request. Lua, so it can yield. */
-    static const char trampoline[] =
-        "local xpcall, traceback = xpcall, debug.traceback\n"
-        "return function(handler, req, ...)\n"
-        "  local ok, err = xpcall(handler, traceback, req, ...)\n"
-        "  if not ok then req:_fail(err) end\n"
-        "end\n";
+    static const char trampoline[] = "local xpcall, traceback = xpcall, debug.traceback\n"
+                                     "return function(handler, req, ...)\n"
+                                     "  local ok, err = xpcall(handler, traceback, req, ...)\n"
+                                     "  if not ok then req:_fail(err) end\n"
+                                     "end\n";
     lua_pushlightuserdata(L, (void *)&dispatch_key);
     if (luaL_loadbuffer(L, trampoline, sizeof trampoline - 1, "=gust.dispatch") != 0 ||
         lua_pcall(L, 0, 1, 0) != 0)

@@ -31,8 +31,7 @@ typedef struct gust_lua_handler {
 extern const gust_request_handler_t gust_lua_request_handler;
 
 /* Attaches `handler_ref` (owned from now on) to `l`; freed with it. */
-gust_lua_handler_t *gust_lua_handler_attach(gust_server_t *s, gust_listener_t *l,
-                                            int handler_ref);
+gust_lua_handler_t *gust_lua_handler_attach(gust_server_t *s, gust_listener_t *l, int handler_ref);
 
 /* Registers the "gust.request" metatable and the dispatch trampoline. */
 void gust_lua_request_open(lua_State *L);

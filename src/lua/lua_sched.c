@@ -52,8 +52,7 @@ void gust_sched_free(gust_sched_t *sc) {
     gust_free(sc);
 }
 
-void gust_sched_set_running(gust_sched_t *sc, const char *method, const char *uri,
-                            size_t ulen) {
+void gust_sched_set_running(gust_sched_t *sc, const char *method, const char *uri, size_t ulen) {
     /* Into the shared slot, so that the master can name what a worker it
      * kills was doing; copied, since a finished response resets the
      * request it points into. */
@@ -110,10 +109,8 @@ static void hold_warn(gust_server_t *s, double ms, const char *trace, size_t len
         gust_log_escape(slot->what, strlen(slot->what), what, sizeof what);
         gust_log(&s->core->log, GUST_LOG_WARN, "blocked the loop for %.0f ms handling %s\n%s", ms,
                  what, slot->trace);
-    }
-    else
-        gust_log(&s->core->log, GUST_LOG_WARN, "blocked the loop for %.0f ms\n%s", ms,
-                 slot->trace);
+    } else
+        gust_log(&s->core->log, GUST_LOG_WARN, "blocked the loop for %.0f ms\n%s", ms, slot->trace);
 }
 
 static void on_profile(void *data, lua_State *L, int samples, int vmstate) {

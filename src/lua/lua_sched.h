@@ -43,8 +43,7 @@ lua_State *gust_sched_thread(gust_sched_t *sc);
 void gust_sched_release(gust_sched_t *sc, lua_State *co, int rc);
 
 /* What is running, for the watchdog ("GET /path"); method NULL: nothing. */
-void gust_sched_set_running(gust_sched_t *sc, const char *method, const char *uri,
-                            size_t len);
+void gust_sched_set_running(gust_sched_t *sc, const char *method, const char *uri, size_t len);
 
 /* Starts (on) or stops the watchdog's sampling of this server's Lua state
  * (--block-warn; one state per process can be sampled). */

@@ -46,8 +46,8 @@ static gust_shdict_t *check_dict(lua_State *L) { return check_handle(L)->d; }
 static const char *check_key(lua_State *L, size_t *len) {
     int t = lua_type(L, 2);
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
-        luaL_argerror(L, 2, lua_pushfstring(L, "key must be a string, got %s",
-                                            luaL_typename(L, 2)));
+        luaL_argerror(L, 2,
+                      lua_pushfstring(L, "key must be a string, got %s", luaL_typename(L, 2)));
     const char *k = lua_tolstring(L, 2, len);
     if (*len == 0)
         luaL_argerror(L, 2, "empty key");
@@ -74,8 +74,11 @@ static void check_value(lua_State *L, int idx, gust_shdict_value_t *v) {
         v->str = lua_tolstring(L, idx, &v->len);
         break;
     default:
-        luaL_argerror(L, idx, lua_pushfstring(L, "value must be a string, number or boolean, "
-                                                 "got %s", luaL_typename(L, idx)));
+        luaL_argerror(L, idx,
+                      lua_pushfstring(L,
+                                      "value must be a string, number or boolean, "
+                                      "got %s",
+                                      luaL_typename(L, idx)));
     }
 }
 

@@ -40,9 +40,7 @@ typedef struct gust_socket {
     int blocking;
 } gust_socket_t;
 
-static gust_socket_t *check_socket(lua_State *L) {
-    return luaL_checkudata(L, 1, SOCKET_MT);
-}
+static gust_socket_t *check_socket(lua_State *L) { return luaL_checkudata(L, 1, SOCKET_MT); }
 
 static int push_errno(lua_State *L, int e) {
     lua_pushnil(L);
@@ -376,17 +374,17 @@ void gust_socket_forget_server(gust_server_t *s) {
 }
 
 void gust_socket_open(lua_State *L, gust_server_t *s) {
-    static const luaL_Reg methods[] = {
-        {"fileno", sock_fileno}, {"setblocking", sock_setblocking},
-        {"accept", sock_accept}, {"recv", sock_recv},
-        {"send", sock_send},     {"getsockname", sock_getsockname},
-        {"close", sock_close},   {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"fileno", sock_fileno}, {"setblocking", sock_setblocking},
+                                       {"accept", sock_accept}, {"recv", sock_recv},
+                                       {"send", sock_send},     {"getsockname", sock_getsockname},
+                                       {"close", sock_close},   {NULL, NULL}};
     static const luaL_Reg funcs[] = {{"bind_socket", core_bind_socket},
                                      {"add_handler", core_add_handler},
                                      {"update_handler", core_update_handler},
                                      {"remove_handler", core_remove_handler},
                                      {NULL, NULL}};
-    static const luaL_Reg meta[] = {{"__gc", sock_close}, {"__tostring", sock_tostring}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", sock_close}, {"__tostring", sock_tostring}, {NULL, NULL}};
     gust_lua_newclass(L, SOCKET_MT, methods, meta);
     lua_pop(L, 1);
     luaL_newmetatable(L, WATCHER_MT);

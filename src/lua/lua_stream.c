@@ -214,9 +214,7 @@ static lstream_t *push_stream(lua_State *L, gust_server_t *s, gust_stream_t *st)
     return ls;
 }
 
-static lstream_t *check_stream(lua_State *L) {
-    return luaL_checkudata(L, 1, STREAM_MT);
-}
+static lstream_t *check_stream(lua_State *L) { return luaL_checkudata(L, 1, STREAM_MT); }
 
 static int closed_result(lua_State *L, lstream_t *ls) {
     lua_pushnil(L);
@@ -456,17 +454,16 @@ static int core_listen_stream(lua_State *L) {
 }
 
 void gust_stream_open(lua_State *L, gust_server_t *s) {
-    static const luaL_Reg methods[] = {
-        {"read_until", ls_read_until},
-        {"read_bytes", ls_read_bytes},
-        {"read_until_close", ls_read_until_close},
-        {"write", ls_write},
-        {"close", ls_close},
-        {"closed", ls_closed},
-        {"fileno", ls_fileno},
-        {"set_close_callback", ls_set_close_callback},
-        {"set_max_buffer_size", ls_set_max_buffer_size},
-        {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"read_until", ls_read_until},
+                                       {"read_bytes", ls_read_bytes},
+                                       {"read_until_close", ls_read_until_close},
+                                       {"write", ls_write},
+                                       {"close", ls_close},
+                                       {"closed", ls_closed},
+                                       {"fileno", ls_fileno},
+                                       {"set_close_callback", ls_set_close_callback},
+                                       {"set_max_buffer_size", ls_set_max_buffer_size},
+                                       {NULL, NULL}};
     static const luaL_Reg funcs[] = {{"stream", core_stream},
                                      {"connect", core_connect},
                                      {"listen_stream", core_listen_stream},

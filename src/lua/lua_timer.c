@@ -27,10 +27,10 @@
 
 typedef struct gust_timer {
     gust_server_t *server; /* NULL once fired, cancelled or detached */
-    int self_ref; /* anchors the userdata while in the heap */
-    int co_ref;   /* sleep: the coroutine to resume */
-    int fn_ref;   /* call_later: the callback */
-    int args_ref; /* call_later: a table of its arguments, if any */
+    int self_ref;          /* anchors the userdata while in the heap */
+    int co_ref;            /* sleep: the coroutine to resume */
+    int fn_ref;            /* call_later: the callback */
+    int args_ref;          /* call_later: a table of its arguments, if any */
 } gust_timer_t;
 
 /* Heap entries carry their keys, so ordering never touches the timers
@@ -302,11 +302,10 @@ static int timer_cancel(lua_State *L) {
 
 void gust_timer_open(lua_State *L, gust_server_t *s) {
     static const luaL_Reg methods[] = {{"cancel", timer_cancel}, {NULL, NULL}};
-    static const luaL_Reg funcs[] = {
-        {"sleep", core_sleep},
-        {"call_later", core_call_later},
-        {"call_at", core_call_at},
-        {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"sleep", core_sleep},
+                                     {"call_later", core_call_later},
+                                     {"call_at", core_call_at},
+                                     {NULL, NULL}};
     gust_lua_newclass(L, TIMER_MT, methods, NULL);
     lua_pop(L, 1);
     lua_pushlightuserdata(L, s);

@@ -84,8 +84,8 @@ typedef struct lws {
     ws_item_t *head, *tail;
     size_t queued_bytes, queued_items;
     unsigned client : 1, deliver_pings : 1, deliver_pongs : 1, sent_close : 1, got_close : 1,
-        failed : 1, ended : 1, paused : 1, processing : 1, reprocess : 1, shut : 1,
-        ping_armed : 1, pong_armed : 1, close_armed : 1, busy : 1, counted : 1;
+        failed : 1, ended : 1, paused : 1, processing : 1, reprocess : 1, shut : 1, ping_armed : 1,
+        pong_armed : 1, close_armed : 1, busy : 1, counted : 1;
     int after_drain;
     int deferred, deferred_code; /* a close or failure waiting for Lua to catch up */
     const char *deferred_err;
@@ -771,8 +771,8 @@ static int core_websocket(lua_State *L) {
     gust_ws_codec_init(&ws->codec, client, max_message < 1 ? 1 : (size_t)max_message);
     luaL_getmetatable(L, WS_MT);
     lua_setmetatable(L, -2);
-    if (dp.enabled && gust_ws_codec_set_deflate(&ws->codec, &dp, level == 100 ? -1 : level,
-                                                mem_level) < 0) {
+    if (dp.enabled &&
+        gust_ws_codec_set_deflate(&ws->codec, &dp, level == 100 ? -1 : level, mem_level) < 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "cannot set up permessage-deflate");
         return 2;
@@ -968,23 +968,20 @@ static int core_ws_going_away(lua_State *L) {
 }
 
 void gust_ws_open(lua_State *L, gust_server_t *s) {
-    static const luaL_Reg methods[] = {
-        {"write_message", ws_write_message},
-        {"ping", ws_ping},
-        {"close", ws_close},
-        {"abort", ws_abort},
-        {"receive", ws_receive},
-        {"closed", ws_closed},
-        {"close_info", ws_close_info},
-        {"pending", ws_pending},
-        {"compressed", ws_compressed},
-        {NULL, NULL}};
-    static const luaL_Reg funcs[] = {{"websocket", core_websocket},
-                                     {"ws_negotiate", core_ws_negotiate},
-                                     {"ws_offer", core_ws_offer},
-                                     {"ws_connect", core_ws_connect},
-                                     {"ws_going_away", core_ws_going_away},
-                                     {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"write_message", ws_write_message},
+                                       {"ping", ws_ping},
+                                       {"close", ws_close},
+                                       {"abort", ws_abort},
+                                       {"receive", ws_receive},
+                                       {"closed", ws_closed},
+                                       {"close_info", ws_close_info},
+                                       {"pending", ws_pending},
+                                       {"compressed", ws_compressed},
+                                       {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"websocket", core_websocket},         {"ws_negotiate", core_ws_negotiate},
+        {"ws_offer", core_ws_offer},           {"ws_connect", core_ws_connect},
+        {"ws_going_away", core_ws_going_away}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", ws_gc}, {"__tostring", ws_tostring}, {NULL, NULL}};
     gust_lua_newclass(L, WS_MT, methods, meta);
     lua_pop(L, 1);

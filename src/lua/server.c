@@ -306,8 +306,7 @@ static int listen_app(gust_server_t *s, int fd, const char *addr, int port) {
     lua_State *L = s->L;
     char err[GUST_ERR_LEN];
     if (s->app_ref == LUA_NOREF) {
-        gust_log(&s->core->log, GUST_LOG_ERROR,
-                 "the app script returned no Application to serve");
+        gust_log(&s->core->log, GUST_LOG_ERROR, "the app script returned no Application to serve");
         if (fd >= 0)
             close(fd);
         return -1;

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 #include "gust.h"
 #include "master.h"
 
@@ -39,9 +38,21 @@ static void usage(FILE *f) {
 }
 
 enum {
-    OPT_UNIX = 256, OPT_RELOAD, OPT_TLS_CERT, OPT_TLS_KEY, OPT_ACCESS_LOG, OPT_LOG_LEVEL,
-    OPT_DRAIN, OPT_CHECK, OPT_REDIS, OPT_METRICS, OPT_BLOCK_WARN, OPT_BLOCK_KILL,
-    OPT_MAX_LUA_MEMORY, OPT_VERSION, OPT_HELP
+    OPT_UNIX = 256,
+    OPT_RELOAD,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_ACCESS_LOG,
+    OPT_LOG_LEVEL,
+    OPT_DRAIN,
+    OPT_CHECK,
+    OPT_REDIS,
+    OPT_METRICS,
+    OPT_BLOCK_WARN,
+    OPT_BLOCK_KILL,
+    OPT_MAX_LUA_MEMORY,
+    OPT_VERSION,
+    OPT_HELP
 };
 
 static const struct option options[] = {
@@ -91,9 +102,21 @@ static size_t parse_size(const char *s, const char *what) {
     double v = strtod(s, &end);
     double unit = 1;
     switch (*end) {
-    case 'k': case 'K': unit = 1024.0; end++; break;
-    case 'm': case 'M': unit = 1024.0 * 1024; end++; break;
-    case 'g': case 'G': unit = 1024.0 * 1024 * 1024; end++; break;
+    case 'k':
+    case 'K':
+        unit = 1024.0;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        unit = 1024.0 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        unit = 1024.0 * 1024 * 1024;
+        end++;
+        break;
     }
     if (!*s || *end || !(v > 0) || v * unit > 1e15) {
         fprintf(stderr, "gust: invalid %s: %s (bytes, or a number with k, m or g)\n", what, s);

@@ -51,10 +51,10 @@ typedef struct worker {
     int gen, state, ready_fd, slot;
     int bus_fd; /* the master's end of the worker's pubsub socket */
     struct event *ready_ev, *bus_ev;
-    double deadline;     /* draining: SIGKILL after this (monotonic seconds) */
-    uint64_t reported;   /* the hold (busy_since_us) the master warned about */
-    int killed;          /* the master killed it and said why */
-    char *report;        /* why it did not load the app (malloc'd), or NULL */
+    double deadline;   /* draining: SIGKILL after this (monotonic seconds) */
+    uint64_t reported; /* the hold (busy_since_us) the master warned about */
+    int killed;        /* the master killed it and said why */
+    char *report;      /* why it did not load the app (malloc'd), or NULL */
 } worker_t;
 
 typedef struct master {
@@ -63,8 +63,8 @@ typedef struct master {
     int listen_fd, port;
     worker_t *w;
     int nw, capw;
-    int gen;       /* the generation serving (or starting, at boot) */
-    int reloading; /* the generation being started by a reload, or 0 */
+    int gen;            /* the generation serving (or starting, at boot) */
+    int reloading;      /* the generation being started by a reload, or 0 */
     int reload_pending; /* a reload asked for while one was under way */
     int stopping, started, failed, forced, serves_app;
     struct event *sig[5], *respawn_ev, *reload_ev, *watch_ev, *load_ev, *dog_ev;
@@ -320,8 +320,7 @@ static void on_load_timeout(evutil_socket_t fd, short what, void *arg) {
     if (!m->reloading)
         return;
     char reason[96];
-    snprintf(reason, sizeof reason, "the app did not load within %g s",
-             m->o->cfg.drain_timeout);
+    snprintf(reason, sizeof reason, "the app did not load within %g s", m->o->cfg.drain_timeout);
     reload_failed(m, reason);
 }
 
@@ -368,16 +367,16 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
         if (c->block_kill > 0 && held >= c->block_kill) {
             char why[96];
             snprintf(why, sizeof why, "held its loop for %.1f s", held);
-            __atomic_fetch_add(&m->metrics->replaced[GUST_REPLACED_BLOCKED], 1,
-                               __ATOMIC_RELAXED);
+            __atomic_fetch_add(&m->metrics->replaced[GUST_REPLACED_BLOCKED], 1, __ATOMIC_RELAXED);
             kill_worker(m, w, why);
         } else if (c->block_warn_ms > 0 && held * 1000 >= c->block_warn_ms + 1000 &&
                    !slot->warned && w->reported != since) {
             w->reported = since;
             char doing[GUST_LOG_ESCAPED_MAX(sizeof slot->what)];
             slot_what(slot, doing, sizeof doing);
-            fprintf(stderr, "gust: [warn] worker %d blocked the loop for %.0f ms%s%s "
-                            "(outside Lua code: no traceback)\n",
+            fprintf(stderr,
+                    "gust: [warn] worker %d blocked the loop for %.0f ms%s%s "
+                    "(outside Lua code: no traceback)\n",
                     (int)w->pid, held * 1000, doing[0] ? " handling " : "", doing);
         }
     }

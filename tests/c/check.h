@@ -26,49 +26,49 @@ static void check_fail(const char *file, int line, const char *fmt, ...) {
     fputc('\n', stderr);
 }
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (cond)                                                                          \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s", #cond);                                   \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (cond)                                                                                  \
+            npass++;                                                                               \
+        else                                                                                       \
+            check_fail(__FILE__, __LINE__, "%s", #cond);                                           \
     } while (0)
 
-#define CHECK_INT(a, b)                                                                    \
-    do {                                                                                   \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                \
-        if (a_ == b_)                                                                      \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);      \
+#define CHECK_INT(a, b)                                                                            \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ == b_)                                                                              \
+            npass++;                                                                               \
+        else                                                                                       \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
     } while (0)
 
 /* A (pointer, length) span equals a NUL-terminated literal. */
-#define CHECK_SPAN(p, n, lit)                                                              \
-    do {                                                                                   \
-        const char *p_ = (p), *l_ = (lit);                                                 \
-        size_t n_ = (n), m_ = strlen(l_);                                                  \
-        if (p_ && n_ == m_ && memcmp(p_, l_, m_) == 0)                                     \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s: \"%.*s\" != \"%s\"", #p, p_ ? (int)n_ : 6, \
-                       p_ ? p_ : "(null)", l_);                                            \
+#define CHECK_SPAN(p, n, lit)                                                                      \
+    do {                                                                                           \
+        const char *p_ = (p), *l_ = (lit);                                                         \
+        size_t n_ = (n), m_ = strlen(l_);                                                          \
+        if (p_ && n_ == m_ && memcmp(p_, l_, m_) == 0)                                             \
+            npass++;                                                                               \
+        else                                                                                       \
+            check_fail(__FILE__, __LINE__, "%s: \"%.*s\" != \"%s\"", #p, p_ ? (int)n_ : 6,         \
+                       p_ ? p_ : "(null)", l_);                                                    \
     } while (0)
 
-#define CHECK_STR(a, b)                                                                    \
-    do {                                                                                   \
-        const char *a_ = (a), *b_ = (b);                                                   \
-        if (a_ && b_ && strcmp(a_, b_) == 0)                                               \
-            npass++;                                                                       \
-        else                                                                               \
-            check_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,           \
-                       a_ ? a_ : "(null)", b_ ? b_ : "(null)");                            \
+#define CHECK_STR(a, b)                                                                            \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (a_ && b_ && strcmp(a_, b_) == 0)                                                       \
+            npass++;                                                                               \
+        else                                                                                       \
+            check_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,                   \
+                       a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                    \
     } while (0)
 
-#define RUN(fn)                                                                            \
-    do {                                                                                   \
-        current_test = #fn;                                                                \
-        fn();                                                                              \
+#define RUN(fn)                                                                                    \
+    do {                                                                                           \
+        current_test = #fn;                                                                        \
+        fn();                                                                                      \
     } while (0)
 
 /* Prints the closing line; returns the process exit status. */

@@ -47,8 +47,8 @@ static void echo(gust_request_t *req, void *arg) {
     const char *query = gust_request_query(req, &qlen);
     const char *h = gust_request_header(req, "X-Test", &hlen);
     char out[256];
-    int n = snprintf(out, sizeof out, "%s %.*s q=%.*s h=%.*s", gust_request_method(req),
-                     (int)blen, body, (int)qlen, query, h ? (int)hlen : 4, h ? h : "none");
+    int n = snprintf(out, sizeof out, "%s %.*s q=%.*s h=%.*s", gust_request_method(req), (int)blen,
+                     body, (int)qlen, query, h ? (int)hlen : 4, h ? h : "none");
     gust_request_respond(req, 201, text_plain, out, (size_t)n);
 }
 
@@ -148,7 +148,8 @@ int main(void) {
      * is 1 for the first and 0 for every reuse. */
     child_t ch;
     char *const get[] = {"curl", "-sS", "--http1.1", "-w", "|%{http_code}|%{num_connects}\n",
-                         u1, u2, u3, u4, u5, NULL};
+                         u1,     u2,    u3,          u4,   u5,
+                         NULL};
     run_client(core, get, &ch);
     CHECK_STR(ch.out, "Hello from C|200|1\n"
                       "part0;part1;part2;|200|0\n"
@@ -166,8 +167,8 @@ int main(void) {
     /* A request body, a query and a header reach the handler. */
     char u6[96];
     snprintf(u6, sizeof u6, "%s/c/echo?x=1", base);
-    char *const post[] = {"curl", "-sS", "--http1.1", "-H", "X-Test: yes", "--data-binary",
-                          "payload", "-w", "|%{http_code}", u6, NULL};
+    char *const post[] = {"curl",    "-sS", "--http1.1",     "-H", "X-Test: yes", "--data-binary",
+                          "payload", "-w",  "|%{http_code}", u6,   NULL};
     run_client(core, post, &ch);
     CHECK_STR(ch.out, "POST payload q=x=1 h=yes|201");
 

@@ -20,7 +20,6 @@
 
 #include "check.h"
 
-
 /* ---- harness --------------------------------------------------------- */
 
 typedef struct body {

@@ -21,7 +21,6 @@
 
 #include "check.h"
 
-
 /* ---- helpers ---------------------------------------------------------- */
 
 static const gust_http_limits_t big_limits = {65536, 1 << 20};
@@ -39,8 +38,7 @@ static const char *header(const gust_http_request_t *r, const char *lname, size_
  * complete or rejected, checking that feed never claims more than it was
  * given. Returns the bytes consumed.
  */
-static size_t feed_steps(gust_http_request_t *r, const char *data, size_t len,
-                         size_t step) {
+static size_t feed_steps(gust_http_request_t *r, const char *data, size_t len, size_t step) {
     size_t off = 0;
     while (off < len && !r->complete && !r->status) {
         size_t n = step && step < len - off ? step : len - off;
@@ -83,15 +81,15 @@ static void summarize(const gust_http_request_t *r, char *out, size_t cap) {
     out[0] = '\0';
     append(out, cap, "status=%d complete=%d", r->status, r->complete);
     if (r->headers_done)
-        append(out, cap, " method=%d minor=%d expect=%d upgrade=%d", r->method,
-               r->http_minor, r->expect_continue, r->upgrade);
+        append(out, cap, " method=%d minor=%d expect=%d upgrade=%d", r->method, r->http_minor,
+               r->expect_continue, r->upgrade);
     if (r->complete)
         append(out, cap, " keep_alive=%d", r->keep_alive);
     append(out, cap, " url=[%.*s]", (int)r->url_len, r->url_len ? r->arena : "");
     for (unsigned i = 0; i < r->nheaders; i++) {
         const gust_http_header_t *h = &r->headers[i];
-        append(out, cap, " [%.*s]=[%.*s]", (int)h->name_len, r->arena + h->name,
-               (int)h->value_len, r->arena + h->value);
+        append(out, cap, " [%.*s]=[%.*s]", (int)h->name_len, r->arena + h->name, (int)h->value_len,
+               r->arena + h->value);
     }
     /* How much of the body was taken before a rejection depends on where
      * the reads fell; only that it stayed within the limit matters. */
@@ -103,8 +101,7 @@ static void summarize(const gust_http_request_t *r, char *out, size_t cap) {
 
 /* Parses `s` whole, then byte by byte and cut at every position, and checks
  * that every way gives the same request and consumes the same bytes. */
-static void check_split_invariant(const char *s, size_t len,
-                                  const gust_http_limits_t *lim) {
+static void check_split_invariant(const char *s, size_t len, const gust_http_limits_t *lim) {
     gust_http_request_t r;
     char want[8192], got[8192];
     gust_http_request_init(&r, lim);
@@ -129,8 +126,7 @@ static void check_split_invariant(const char *s, size_t len,
         status = r.status;
         gust_http_request_free(&r);
         if (strcmp(got, want) != 0 || (!status && used != want_used)) {
-            check_fail(__FILE__, __LINE__, "cut at %zu:\n  got  %s\n  want %s", cut, got,
-                       want);
+            check_fail(__FILE__, __LINE__, "cut at %zu:\n  got  %s\n  want %s", cut, got, want);
             bad = 1;
         }
     }
@@ -144,8 +140,8 @@ static void check_split_invariant(const char *s, size_t len,
  * record it, reset(r, 0) and go on with the unconsumed bytes. Writes one
  * summary per request, separated by newlines, into out.
  */
-static void parse_stream(const char *data, size_t len, size_t step,
-                         const gust_http_limits_t *lim, char *out, size_t cap) {
+static void parse_stream(const char *data, size_t len, size_t step, const gust_http_limits_t *lim,
+                         char *out, size_t cap) {
     gust_http_request_t r;
     gust_http_request_init(&r, lim);
     out[0] = '\0';
@@ -169,8 +165,7 @@ static void parse_stream(const char *data, size_t len, size_t step,
                 break;
             gust_http_request_reset(&r, 0);
         } else if (used < avail) {
-            check_fail(__FILE__, __LINE__, "feed stopped at %zu of %zu, not complete", used,
-                       avail);
+            check_fail(__FILE__, __LINE__, "feed stopped at %zu of %zu, not complete", used, avail);
             break;
         }
     }
@@ -517,13 +512,12 @@ static void test_header_section_too_large(void) {
             feed_steps(&r, buf, n, (size_t)step);
             st[step] = r.status;
             if (r.status == 0 && !r.complete)
-                check_fail(__FILE__, __LINE__, "vlen %zu: neither complete nor rejected",
-                           vlen);
+                check_fail(__FILE__, __LINE__, "vlen %zu: neither complete nor rejected", vlen);
             gust_http_request_free(&r);
         }
         if (st[0] != st[1])
-            check_fail(__FILE__, __LINE__, "vlen %zu: whole %d, byte by byte %d", vlen,
-                       st[0], st[1]);
+            check_fail(__FILE__, __LINE__, "vlen %zu: whole %d, byte by byte %d", vlen, st[0],
+                       st[1]);
         saw_ok |= st[0] == 0;
         saw_431 |= st[0] == 431;
     }
@@ -564,9 +558,8 @@ static void expect_status(const char *req, size_t len, int status, int line) {
     if (used == len && r.status == status && r.error && !r.complete) {
         npass++;
     } else {
-        check_fail(__FILE__, line,
-                   "expected %d for \"%.*s\": used %zu/%zu status %d complete %d", status,
-                   (int)len, req, used, len, r.status, r.complete);
+        check_fail(__FILE__, line, "expected %d for \"%.*s\": used %zu/%zu status %d complete %d",
+                   status, (int)len, req, used, len, r.status, r.complete);
     }
     gust_http_request_free(&r);
     /* ... and the same when the bytes come one at a time. */
@@ -575,8 +568,8 @@ static void expect_status(const char *req, size_t len, int status, int line) {
     if (r.status == status)
         npass++;
     else
-        check_fail(__FILE__, line, "expected %d byte by byte for \"%.*s\": status %d",
-                   status, (int)len, req, r.status);
+        check_fail(__FILE__, line, "expected %d byte by byte for \"%.*s\": status %d", status,
+                   (int)len, req, r.status);
     gust_http_request_free(&r);
 }
 
@@ -596,9 +589,8 @@ static void expect_host(const char *req, const char *want, int line) {
         (want ? v && n == strlen(want) && memcmp(v, want, n) == 0 : v == NULL))
         npass++;
     else
-        check_fail(__FILE__, line, "\"%s\": status %d complete %d host [%.*s], want [%s]",
-                   req, r.status, r.complete, v ? (int)n : 6, v ? v : "(none)",
-                   want ? want : "(none)");
+        check_fail(__FILE__, line, "\"%s\": status %d complete %d host [%.*s], want [%s]", req,
+                   r.status, r.complete, v ? (int)n : 6, v ? v : "(none)", want ? want : "(none)");
     gust_http_request_free(&r);
     check_split_invariant(req, len, &big_limits);
 }
@@ -612,9 +604,8 @@ static void test_smuggling(void) {
     EXPECT_400("POST / HTTP/1.1\r\nHost: x\r\n"
                "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
                "5\r\nhello\r\n0\r\n\r\n");
-    EXPECT_400(
-        "POST / HTTP/1.1\r\nHost: x\r\n"
-        "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n");
+    EXPECT_400("POST / HTTP/1.1\r\nHost: x\r\n"
+               "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n");
     /* A Transfer-Encoding other than chunked last cannot be framed. */
     EXPECT_400("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc");
 }
@@ -662,9 +653,9 @@ static void test_unknown_method(void) {
     static const char *const unknown[] = {
         "FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
         "QUERY /search HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-        "GETX / HTTP/1.1\r\nHost: x\r\n\r\n",   /* a known prefix */
+        "GETX / HTTP/1.1\r\nHost: x\r\n\r\n", /* a known prefix */
         "POSTAL / HTTP/1.1\r\nHost: x\r\n\r\n",
-        "get / HTTP/1.1\r\nHost: x\r\n\r\n",    /* methods are case-sensitive */
+        "get / HTTP/1.1\r\nHost: x\r\n\r\n",      /* methods are case-sensitive */
         "DESCRIBE / HTTP/1.1\r\nHost: x\r\n\r\n", /* RTSP's, not HTTP's */
         "X!#$%&'*+-.^_`|~09az / HTTP/1.1\r\n\r\n",
         "FOO * HTTP/1.1\r\n\r\n",
@@ -683,7 +674,8 @@ static void test_unknown_method(void) {
         "FO\"O / HTTP/1.1\r\nHost: x\r\n\r\n",
         "GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n",
         " FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
-        "\x80" "FOO / HTTP/1.1\r\n\r\n",
+        "\x80"
+        "FOO / HTTP/1.1\r\n\r\n",
         "FOO\r\n\r\n",
         "FOO /\r\n\r\n", /* HTTP/0.9 */
         "FOO  / HTTP/1.1\r\n\r\n",
@@ -798,20 +790,22 @@ static void test_keep_alive(void) {
     int minor;
     CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\n\r\n", &minor), 0);
     CHECK_INT(minor, 0);
-    CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &minor),
-              1);
-    CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &minor),
-              1);
+    CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &minor), 1);
+    CHECK_INT(parse_keep_alive("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &minor), 1);
     CHECK_INT(parse_keep_alive("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &minor), 1);
     CHECK_INT(minor, 1);
     CHECK_INT(parse_keep_alive("GET / HTTP/1.1\r\nHost: x\r\n"
-                               "Connection: close\r\n\r\n", &minor), 0);
+                               "Connection: close\r\n\r\n",
+                               &minor),
+              0);
     CHECK_INT(parse_keep_alive("GET / HTTP/1.1\r\nHost: x\r\n"
-                               "Connection: Close\r\n\r\n", &minor), 0);
-    CHECK_INT(
-        parse_keep_alive("GET / HTTP/1.1\r\nHost: x\r\n"
-                         "Connection: keep-alive, close\r\n\r\n", &minor),
-        0);
+                               "Connection: Close\r\n\r\n",
+                               &minor),
+              0);
+    CHECK_INT(parse_keep_alive("GET / HTTP/1.1\r\nHost: x\r\n"
+                               "Connection: keep-alive, close\r\n\r\n",
+                               &minor),
+              0);
     /* RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
      * framing; the server closes after it (or rejects it: -1). */
     CHECK(parse_keep_alive("POST / HTTP/1.0\r\nConnection: keep-alive\r\n"
@@ -901,7 +895,7 @@ static void test_obs_fold(void) {
         "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tfolded\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nX-A: a \r\n  \t folded\r\nX-B: b\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n folded\r\n\r\n", /* empty first line */
-        "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n \r\n\r\n",        /* folded to nothing */
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n \r\n\r\n",       /* folded to nothing */
         "GET / HTTP/1.1\r\nHost:\r\n x\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n c\r\n\r\n",
         /* whitespace before the first field line (§2.2) */
@@ -932,8 +926,8 @@ static void test_obs_fold(void) {
         gust_http_request_t r;
         gust_http_request_init(&r, &small_limits);
         char buf[512];
-        int n = snprintf(buf, sizeof buf,
-                         "GET / HTTP/1.1\r\nHost: x\r\nX-A: %0300d\r\n b\r\n\r\n", 0);
+        int n =
+            snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: x\r\nX-A: %0300d\r\n b\r\n\r\n", 0);
         feed_steps(&r, buf, (size_t)n, 0);
         CHECK_INT(r.status, 431);
         gust_http_request_free(&r);
@@ -1002,8 +996,7 @@ static void test_upgrade(void) {
 
     /* CONNECT is an upgrade too. */
     gust_http_request_init(&r, &big_limits);
-    static const char conn[] =
-        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    static const char conn[] = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
     CHECK_INT(gust_http_request_feed(&r, LIT(conn)), sizeof conn - 1);
     CHECK(r.complete);
     CHECK(r.upgrade);
@@ -1060,8 +1053,8 @@ static void test_trailers_not_headers(void) {
  * target's authority is the host (§3.2.2), whatever the header says. */
 static void test_host(void) {
     CHECK_HOST("GET / HTTP/1.1\r\nHost: a.example\r\n\r\n", "a.example");
-    CHECK_HOST("GET / HTTP/1.0\r\n\r\n", NULL); /* HTTP/1.0 may omit it */
-    CHECK_HOST("GET / HTTP/1.1\r\nHost:\r\n\r\n", "");  /* empty is allowed */
+    CHECK_HOST("GET / HTTP/1.0\r\n\r\n", NULL);        /* HTTP/1.0 may omit it */
+    CHECK_HOST("GET / HTTP/1.1\r\nHost:\r\n\r\n", ""); /* empty is allowed */
 
     EXPECT_400("GET / HTTP/1.1\r\n\r\n");
     EXPECT_400("GET / HTTP/1.1\r\nX-Host: a\r\nHostname: b\r\n\r\n");
@@ -1080,8 +1073,7 @@ static void test_host(void) {
 
     /* Absolute form: the authority (host and port) wins over the header,
      * and stands in for it when there is none. The target stays as sent. */
-    CHECK_HOST("GET http://a.example:81/p?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n",
-               "a.example:81");
+    CHECK_HOST("GET http://a.example:81/p?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n", "a.example:81");
     CHECK_HOST("GET http://a.example/p HTTP/1.1\r\nHost: b.example\r\n\r\n", "a.example");
     CHECK_HOST("GET http://a.example:81/p HTTP/1.1\r\n\r\n", "a.example:81");
     CHECK_HOST("GET http://a.example HTTP/1.1\r\n\r\n", "a.example");
@@ -1164,8 +1156,7 @@ static void test_header_lookup(void) {
 }
 
 static void test_reset(void) {
-    static const char req[] =
-        "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody";
+    static const char req[] = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody";
     gust_http_request_t r;
     gust_http_request_init(&r, &big_limits);
     gust_http_request_feed(&r, LIT(req));
@@ -1207,8 +1198,10 @@ static void test_reset(void) {
     /* reset(r, 0) drops buffers that grew large. */
     size_t blen = 20000;
     char *big = malloc(64 + blen);
-    int n = snprintf(big, 64, "POST / HTTP/1.1\r\nHost: x\r\n"
-                              "Content-Length: %zu\r\n\r\n", blen);
+    int n = snprintf(big, 64,
+                     "POST / HTTP/1.1\r\nHost: x\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     blen);
     memset(big + n, 'b', blen);
     gust_http_request_init(&r, &big_limits);
     CHECK_INT(gust_http_request_feed(&r, big, (size_t)n + blen), (size_t)n + blen);
@@ -1285,7 +1278,7 @@ static void test_log_escape(void) {
     ESCAPED("a b", "a b");
     ESCAPED("\r\n\t\x1b[31mred\x7f", "\\x0d\\x0a\\x09\\x1b[31mred\\x7f");
     ESCAPED("a\"b\\c", "a\\x22b\\x5cc"); /* cannot close a quoted field */
-    ESCAPED("\xc3\xa9", "\xc3\xa9");          /* UTF-8 stays readable */
+    ESCAPED("\xc3\xa9", "\xc3\xa9");     /* UTF-8 stays readable */
     ESCAPED("a\0b", "a\\x00b");
     /* A request target that tries to forge a second access-log line. */
     ESCAPED("/x HTTP/1.1\" 200 5 0.10ms\n10.0.0.1 \"GET /admin",

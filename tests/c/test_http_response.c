@@ -25,7 +25,6 @@
 
 #include "check.h"
 
-
 /* ---- the tests -------------------------------------------------------- */
 
 static void test_reasons(void) {
@@ -186,8 +185,7 @@ static void test_header_line(void) {
     gust_http_header_line(&b, "X-Empty", 7, "", 0);
     CHECK_SPAN(b.p, b.len, "Content-Type: text/html\r\nX-Empty: \r\n");
     gust_http_header_line(&b, "Content-Length", 14, "12345", 3);
-    CHECK_SPAN(b.p, b.len,
-               "Content-Type: text/html\r\nX-Empty: \r\nContent-Length: 123\r\n");
+    CHECK_SPAN(b.p, b.len, "Content-Type: text/html\r\nX-Empty: \r\nContent-Length: 123\r\n");
     gust_buf_free(&b);
 
     /* Many header lines: the buffer grows and keeps every byte. */

@@ -29,7 +29,6 @@
 
 #include "check.h"
 
-
 /* ---- helpers ---------------------------------------------------------- */
 
 static gust_shdict_t *open_dict(const char *tag, size_t size) {

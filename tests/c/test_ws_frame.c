@@ -195,8 +195,8 @@ static void test_rfc6455_examples(void) {
     run_free(&r);
 
     /* A single-frame masked text message, to a server. */
-    static const uint8_t masked[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f,
-                                     0x9f, 0x4d, 0x51, 0x58};
+    static const uint8_t masked[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+                                     0x7f, 0x9f, 0x4d, 0x51, 0x58};
     parse_all_ways(&SERVER, masked, sizeof masked, &r);
     CHECK_INT(r.n, 1);
     CHECK_SPAN(r.ev[0].data, r.ev[0].len, "Hello");
@@ -216,8 +216,8 @@ static void test_rfc6455_examples(void) {
     CHECK_INT(r.ev[0].type, GUST_WS_EV_PING);
     CHECK_SPAN(r.ev[0].data, r.ev[0].len, "Hello");
     run_free(&r);
-    static const uint8_t pong[] = {0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f,
-                                   0x9f, 0x4d, 0x51, 0x58};
+    static const uint8_t pong[] = {0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+                                   0x7f, 0x9f, 0x4d, 0x51, 0x58};
     parse_all_ways(&SERVER, pong, sizeof pong, &r);
     CHECK_INT(r.n, 1);
     CHECK_INT(r.ev[0].type, GUST_WS_EV_PONG);
@@ -299,11 +299,11 @@ static void test_masking(void) {
 static void test_fragments_and_interleaved_control(void) {
     frame_buf_t *f = malloc(sizeof *f);
     f->len = 0;
-    add_frame(f, 0x01, 1, "Hel", 3);     /* text, no FIN */
-    add_frame(f, 0x89, 1, "p1", 2);      /* ping between fragments */
-    add_frame(f, 0x00, 1, "lo, ", 4);    /* continuation */
-    add_frame(f, 0x8A, 1, "", 0);        /* empty pong */
-    add_frame(f, 0x80, 1, "world", 5);   /* final continuation */
+    add_frame(f, 0x01, 1, "Hel", 3);      /* text, no FIN */
+    add_frame(f, 0x89, 1, "p1", 2);       /* ping between fragments */
+    add_frame(f, 0x00, 1, "lo, ", 4);     /* continuation */
+    add_frame(f, 0x8A, 1, "", 0);         /* empty pong */
+    add_frame(f, 0x80, 1, "world", 5);    /* final continuation */
     add_frame(f, 0x02, 1, "\x00\x01", 2); /* binary in two */
     add_frame(f, 0x80, 1, "\x02", 1);
     add_frame(f, 0x81, 1, "", 0); /* empty text */
@@ -418,19 +418,42 @@ static void test_protocol_errors(void) {
 static void test_utf8(void) {
     /* Valid: ASCII, 2-, 3- and 4-byte sequences, the edges of the ranges. */
     static const char *valid[] = {
-        "", "plain ascii text, longer than eight bytes", "\xc2\x80", "\xdf\xbf",
-        "\xe0\xa0\x80", "\xed\x9f\xbf", "\xee\x80\x80", "\xef\xbf\xbf",
-        "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
+        "",
+        "plain ascii text, longer than eight bytes",
+        "\xc2\x80",
+        "\xdf\xbf",
+        "\xe0\xa0\x80",
+        "\xed\x9f\xbf",
+        "\xee\x80\x80",
+        "\xef\xbf\xbf",
+        "\xf0\x90\x80\x80",
+        "\xf4\x8f\xbf\xbf",
+        "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
     };
     for (size_t i = 0; i < sizeof valid / sizeof *valid; i++)
         CHECK(gust_ws_utf8_valid(valid[i], strlen(valid[i])));
     /* Invalid: overlongs, surrogates, past U+10FFFF, stray continuation,
      * truncated sequences, bytes that never appear. */
     static const char *invalid[] = {
-        "\xc0\x80", "\xc1\xbf", "\xe0\x80\x80", "\xe0\x9f\xbf", "\xed\xa0\x80",
-        "\xed\xbf\xbf", "\xf0\x80\x80\x80", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80",
-        "\xf5\x80\x80\x80", "\x80", "abc\xbf", "\xc2", "\xe1\x80", "\xf0\x90\x80", "\xfe",
-        "\xff", "ok so far...\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80" "edited",
+        "\xc0\x80",
+        "\xc1\xbf",
+        "\xe0\x80\x80",
+        "\xe0\x9f\xbf",
+        "\xed\xa0\x80",
+        "\xed\xbf\xbf",
+        "\xf0\x80\x80\x80",
+        "\xf0\x8f\xbf\xbf",
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80",
+        "\x80",
+        "abc\xbf",
+        "\xc2",
+        "\xe1\x80",
+        "\xf0\x90\x80",
+        "\xfe",
+        "\xff",
+        "ok so far...\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"
+        "edited",
     };
     for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++)
         CHECK(!gust_ws_utf8_valid(invalid[i], strlen(invalid[i])));
@@ -533,8 +556,8 @@ static void test_close_frames(void) {
     frame_buf_t *f = malloc(sizeof *f);
     run_t r;
     /* Codes the peer may send come through with the reason. */
-    static const int good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999,
-                               4000, 4999};
+    static const int good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009,
+                               1010, 1011, 3000, 3999, 4000, 4999};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         uint8_t p[8] = {(uint8_t)(good[i] >> 8), (uint8_t)good[i], 'b', 'y', 'e'};
         f->len = 0;
@@ -547,8 +570,8 @@ static void test_close_frames(void) {
         run_free(&r);
     }
     /* Codes that are never on the wire, unassigned or out of range: 1002. */
-    static const int bad[] = {0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100,
-                              2000, 2999, 5000, 65535};
+    static const int bad[] = {0,    999,  1004, 1005, 1006, 1012, 1013, 1014,
+                              1015, 1016, 1100, 2000, 2999, 5000, 65535};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         uint8_t p[2] = {(uint8_t)(bad[i] >> 8), (uint8_t)bad[i]};
         f->len = 0;
@@ -692,8 +715,7 @@ static void test_encode_roundtrip(void) {
     gust_buf_free(&b);
     client.fixed_mask = MASK;
     gust_ws_encode_message(&client, &b, 0, "Hello", 5);
-    static const uint8_t rfc[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f,
-                                  0x9f, 0x4d, 0x51, 0x58};
+    static const uint8_t rfc[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58};
     CHECK_INT(b.len, sizeof rfc);
     CHECK(memcmp(b.p, rfc, sizeof rfc) == 0);
     /* Control payloads are cut at 125 bytes, close reasons at 123. */
@@ -721,14 +743,15 @@ static void test_deflate_rfc7692_examples(void) {
     CHECK_SPAN(r.ev[0].data, r.ev[0].len, "Hello");
     run_free(&r);
     /* 7.2.3.1: the same, fragmented. */
-    static const uint8_t frag[] = {0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00};
+    static const uint8_t frag[] = {0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80,
+                                   0x04, 0xc9, 0xc9, 0x07, 0x00};
     parse_all_ways(&client, frag, sizeof frag, &r);
     CHECK_INT(r.n, 1);
     CHECK_SPAN(r.ev[0].data, r.ev[0].len, "Hello");
     run_free(&r);
     /* 7.2.3.2: a second "Hello" using the first's context. */
-    static const uint8_t two[] = {0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00,
-                                  0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00};
+    static const uint8_t two[] = {0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07,
+                                  0x00, 0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00};
     parse_all_ways(&client, two, sizeof two, &r);
     CHECK_INT(r.n, 2);
     CHECK_SPAN(r.ev[1].data, r.ev[1].len, "Hello");

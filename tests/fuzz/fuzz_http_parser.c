@@ -26,12 +26,12 @@ static const gust_http_limits_t limits = {
     .max_body_size = 96,
 };
 
-#define FAIL_IF(cond)                                                                      \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);   \
-            abort();                                                                       \
-        }                                                                                  \
+#define FAIL_IF(cond)                                                                              \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* What a run saw: per complete request a digest of everything a handler

@@ -19,12 +19,12 @@
 
 #include "ws_frame.h"
 
-#define FAIL_IF(cond)                                                                      \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);   \
-            abort();                                                                       \
-        }                                                                                  \
+#define FAIL_IF(cond)                                                                              \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 typedef struct outcome {
@@ -85,9 +85,7 @@ static void check_event(const setup_t *s, const gust_ws_codec_t *c, const gust_w
             roundtrip(s, ev);
         break;
     case GUST_WS_EV_PING:
-    case GUST_WS_EV_PONG:
-        FAIL_IF(ev->len > GUST_WS_MAX_CONTROL);
-        break;
+    case GUST_WS_EV_PONG: FAIL_IF(ev->len > GUST_WS_MAX_CONTROL); break;
     case GUST_WS_EV_CLOSE:
         FAIL_IF(ev->code != GUST_WS_CLOSE_NO_STATUS && !gust_ws_close_code_valid(ev->code));
         FAIL_IF(ev->len > GUST_WS_MAX_CLOSE_REASON);
@@ -99,8 +97,7 @@ static void check_event(const setup_t *s, const gust_ws_codec_t *c, const gust_w
                 ev->code != GUST_WS_CLOSE_INVALID_DATA && ev->code != GUST_WS_CLOSE_TOO_BIG);
         FAIL_IF(ev->err == NULL || !gust_ws_codec_done(c));
         break;
-    default:
-        FAIL_IF(1);
+    default: FAIL_IF(1);
     }
     FAIL_IF(c->msg_len > c->max_message_size);
     FAIL_IF(c->ctl_len > GUST_WS_MAX_CONTROL);
