@@ -145,7 +145,7 @@ static int lf_next(lua_State *L) {
     return lua_yield(L, 0);
 }
 
-/* h:close() -- abandons the exchange (its connection is closed)  [-1, +0, -] */
+/* h:close() -- abandons the exchange (its connection is closed)  [-1, +0, e] */
 static int lf_close(lua_State *L) {
     lfetch_t *lf = check_fetch(L);
     gust_http_fetch_t *f = lf->f;

@@ -426,7 +426,7 @@ static int req_detach(lua_State *L) {
 
 /* req:abort() -- cuts the connection: the way to end a response that
  * failed after it started (its client then sees a truncated body, not a
- * complete one)  [-1, +0, -] */
+ * complete one)  [-1, +0, e] */
 static int req_abort(lua_State *L) {
     gust_request_t *r = check_req(L);
     if (r)
@@ -435,7 +435,7 @@ static int req_abort(lua_State *L) {
 }
 
 /* req:_fail(err) -- the dispatch trampoline's error path: log, then a 500
- * or a cut connection  [-2, +0, -] */
+ * or a cut connection  [-2, +0, e] */
 static int req_fail(lua_State *L) {
     lreq_t *h = luaL_checkudata(L, 1, REQUEST_MT);
     const char *err = lua_tostring(L, 2);
@@ -448,7 +448,7 @@ static int req_fail(lua_State *L) {
     return 0;
 }
 
-/* __tostring  [-1, +1, -] */
+/* __tostring  [-1, +1, e] */
 static int req_tostring(lua_State *L) {
     lreq_t *h = luaL_checkudata(L, 1, REQUEST_MT);
     lua_pushfstring(L, "gust.request (%s)", h->req ? "open" : "closed");

@@ -283,7 +283,7 @@ static int core_call_later(lua_State *L) { return call_timer(L, after(luaL_check
  * equal deadlines fire in the order added  [-(2+n), +1, e] */
 static int core_call_at(lua_State *L) { return call_timer(L, luaL_checknumber(L, 1)); }
 
-/* timer:cancel() -> true if it was pending  [-1, +1, -] */
+/* timer:cancel() -> true if it was pending  [-1, +1, e] */
 static int timer_cancel(lua_State *L) {
     gust_timer_t *t = luaL_checkudata(L, 1, TIMER_MT);
     int pending = t->server != NULL && t->co_ref == LUA_NOREF;

@@ -618,7 +618,7 @@ static int ws_close(lua_State *L) {
 }
 
 /* ws:abort(): drops the connection now, without a close handshake.
- * [-1, +0, -] */
+ * [-1, +0, e] */
 static int ws_abort(lua_State *L) {
     lws_t *ws = check_ws(L);
     if (is_open(ws))
@@ -665,14 +665,14 @@ static int ws_receive(lua_State *L) {
     return lua_yield(L, 0);
 }
 
-/* ws:closed() -> true once closing or closed  [-1, +1, -] */
+/* ws:closed() -> true once closing or closed  [-1, +1, e] */
 static int ws_closed(lua_State *L) {
     lws_t *ws = check_ws(L);
     lua_pushboolean(L, !is_open(ws) || ws->sent_close);
     return 1;
 }
 
-/* ws:close_info() -> code, reason (nil while open)  [-1, +1|2, -] */
+/* ws:close_info() -> code, reason (nil while open)  [-1, +1|2, e] */
 static int ws_close_info(lua_State *L) {
     lws_t *ws = check_ws(L);
     if (ws->ended || ws->got_close || ws->sent_close)
@@ -681,14 +681,14 @@ static int ws_close_info(lua_State *L) {
     return 1;
 }
 
-/* ws:pending() -> bytes written but not yet sent  [-1, +1, -] */
+/* ws:pending() -> bytes written but not yet sent  [-1, +1, e] */
 static int ws_pending(lua_State *L) {
     lws_t *ws = check_ws(L);
     lua_pushinteger(L, is_open(ws) ? (lua_Integer)gust_stream_pending(ws->st) : 0);
     return 1;
 }
 
-/* ws:compressed() -> true when permessage-deflate is on  [-1, +1, -] */
+/* ws:compressed() -> true when permessage-deflate is on  [-1, +1, e] */
 static int ws_compressed(lua_State *L) {
     lws_t *ws = check_ws(L);
     lua_pushboolean(L, ws->codec.deflate.enabled);
