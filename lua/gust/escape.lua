@@ -12,6 +12,8 @@ local tostring = tostring
 local tonumber = tonumber
 local error = error
 local pcall = pcall
+local pairs, next, rawset = pairs, next, rawset
+local getmetatable, setmetatable = getmetatable, setmetatable
 local byte = string.byte
 local char = string.char
 local find = string.find
@@ -133,11 +135,55 @@ function _M.xhtml_unescape(s)
   return (gsub(s, "&(#?)(%w+);", convert_entity))
 end
 
+-- JSON arrays. A Lua table has no type of its own: lua-cjson writes an
+-- empty one as {}. A table marked with json_array() (or the shared
+-- json_empty_array) is written as [] when empty. Debian's lua-cjson has no
+-- array marker, so while encoding, each marked empty table briefly holds a
+-- placeholder element whose encoding is then replaced by []; nothing is
+-- walked until some table has been marked.
+local array_mt = { __name = "gust.json_array" }
+local marked = false
+local PLACEHOLDER = "\1gust-empty-array\1"
+local PLACEHOLDER_JSON = '%["\\u0001gust%-empty%-array\\u0001"%]' -- a pattern
+
+function _M.json_array(t)
+  if t ~= nil and type(t) ~= "table" then
+    error("bad argument #1 to 'json_array' (table expected, got " .. type(t) .. ")", 2)
+  end
+  marked = true
+  return setmetatable(t or {}, array_mt)
+end
+_M.json_empty_array = _M.json_array({})
+
+-- The marked empty tables in v, each once (cycles are cjson's to refuse).
+local function find_empty_arrays(v, found, seen)
+  if seen[v] then return end
+  seen[v] = true
+  if getmetatable(v) == array_mt and next(v) == nil then
+    found[#found + 1] = v
+    return
+  end
+  for k, x in pairs(v) do
+    if type(k) == "table" then find_empty_arrays(k, found, seen) end
+    if type(x) == "table" then find_empty_arrays(x, found, seen) end
+  end
+end
+
 -- lua-cjson 2.1 escapes every "/" already; the gsub covers builds that do
 -- not, so "</script>" can never close the <script> the JSON sits in.
 function _M.json_encode(v)
+  local empties
+  if marked and type(v) == "table" then
+    empties = {}
+    find_empty_arrays(v, empties, {})
+    for i = 1, #empties do rawset(empties[i], 1, PLACEHOLDER) end
+  end
   local ok, res = pcall(json_encode_raw, v)
+  if empties then
+    for i = 1, #empties do rawset(empties[i], 1, nil) end
+  end
   if not ok then error("json_encode: " .. tostring(res), 2) end
+  if empties and empties[1] then res = gsub(res, PLACEHOLDER_JSON, "[]") end
   if find(res, "</", 1, true) then res = gsub(res, "</", "<\\/") end
   return res
 end
