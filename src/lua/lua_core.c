@@ -254,6 +254,18 @@ static int listener_gc(lua_State *L) {
     return 0;
 }
 
+/* core.loading_app() -> the path of the app script being loaded, or nil
+ * (for messages that must name the app's line after a tail call)
+ * [-0, +1, m] */
+static int core_loading_app(lua_State *L) {
+    gust_server_t *s = upserver(L);
+    if (s->loading && s->app_path)
+        lua_pushstring(L, s->app_path);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 /* core.pid() -> this process's pid (a worker's, under the gust command)
  * [-0, +1, -] */
 static int core_pid(lua_State *L) {
@@ -302,6 +314,7 @@ GUST_API int luaopen_gust_core(lua_State *L) {
                                      {"config", core_config},
                                      {"metrics", core_metrics},
                                      {"pid", core_pid},
+        {"loading_app", core_loading_app},
                                      {NULL, NULL}};
     static const luaL_Reg listener_meta[] = {{"__gc", listener_gc}, {NULL, NULL}};
     gust_lua_newclass(L, LISTENER_MT, listener_methods, listener_meta);

@@ -273,8 +273,10 @@ int gust_load_app(gust_server_t *s, const char *path, char *err, size_t errlen) 
         return -1;
     }
     s->loading = 1;
+    s->app_path = path;
     int rc = lua_pcall(L, 0, 1, top + 1);
     s->loading = 0;
+    s->app_path = NULL;
     if (rc != 0) {
         const char *msg = lua_tostring(L, -1);
         snprintf(err, errlen, "%s", msg ? msg : "error object is not a string");

@@ -25,7 +25,8 @@ struct gust_server {
     lua_State *main_L;
     unsigned own_lua : 1, loading : 1;
 
-    int app_ref;        /* what the app script returned */
+    int app_ref;          /* what the app script returned */
+    const char *app_path; /* the script gust_load_app() runs, while it runs */
     int close_hook_ref; /* core.set_close_hook */
 
     gust_sched_t *sched;           /* coroutines run from the loop (lua_sched.c) */

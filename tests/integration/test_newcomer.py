@@ -58,6 +58,37 @@ class NewcomerErrorsTest(unittest.TestCase):
             self.assertEqual(b"bare", c.getresponse().read())
             c.close()
 
+    def test_bad_route_is_reported_at_the_apps_line(self):
+        # `return web.Application{...}` is a tail call: the entry's own line
+        path = self.app('local web = require "gust.web"\n'
+                        'local H = web.RequestHandler:extend()\n'
+                        'return web.Application({\n'
+                        '  {"/", H},\n'
+                        '  {"/x", "not a handler"},\n'
+                        '})\n')
+        p = self.gust("--check", path)
+        self.assertEqual(1, p.returncode)
+        self.assertTrue(p.stderr.startswith(
+            "gust: %s:5: route #2 (/x): a RequestHandler class expected" % path), p.stderr)
+        # a plain call keeps its frame: the call's line
+        path = self.app('local web = require "gust.web"\n'
+                        'local app = web.Application()\n'
+                        'app:add_handlers({{"/y", 42}})\n'
+                        'return app\n', "add.lua")
+        p = self.gust("--check", path)
+        self.assertTrue(p.stderr.startswith(
+            "gust: %s:3: route #1 (/y): a RequestHandler class expected" % path), p.stderr)
+
+    def test_dash_between_letters_warns(self):
+        path = self.app('local web = require "gust.web"\n'
+                        'local H = web.RequestHandler:extend()\n'
+                        'return web.Application({{"/only-get", H}, {"/ok%-dash", H}})\n')
+        p = self.gust("--check", path)
+        self.assertEqual(0, p.returncode, p.stderr)
+        self.assertIn('[warn] route "/only-get": \'-\' is a Lua pattern quantifier here; '
+                      'write "%-" for a literal dash\n', p.stderr)
+        self.assertEqual(1, p.stderr.count("quantifier"))
+
     def test_missing_app_argument(self):
         p = self.gust()
         self.assertEqual(2, p.returncode)

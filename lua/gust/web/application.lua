@@ -6,6 +6,8 @@ local _M = { _VERSION = "0.1.0" }
 local type, tostring, error, pcall = type, tostring, error, pcall
 local pairs, setmetatable = pairs, setmetatable
 local format = string.format
+local find_str = string.find
+local getinfo = debug.getinfo
 
 local core = require "gust.core"
 local handler = require "gust.web.handler"
@@ -17,6 +19,36 @@ local Router, EMPTY, escape_pattern = routing.Router, routing.EMPTY, routing.esc
 local serve, find = handler.serve, Router.find
 local ErrorHandler = handlers.ErrorHandler
 local StaticFileHandler = static.StaticFileHandler
+
+-- A bad route is the app's mistake: raised at the app's line. That is the
+-- first caller outside gust's own web modules, when the stack still has it;
+-- `return web.Application{...}` is a tail call that leaves none, and then
+-- the line of the route's pattern in the script being loaded is named.
+local function route_error(err, pattern)
+  local level = 2
+  while true do
+    local info = getinfo(level + 1, "S")
+    if info == nil then break end
+    if info.what ~= "C" and not find_str(info.source, "/gust/web", 1, true) then
+      error(err, level + 1)
+    end
+    level = level + 1
+  end
+  local path = core.loading_app and core.loading_app()
+  local f = path and type(pattern) == "string" and io.open(path)
+  if f then
+    local n, quoted = 0, format("%q", pattern)
+    for line in f:lines() do
+      n = n + 1
+      if find_str(line, quoted, 1, true) then
+        f:close()
+        error(format("%s:%d: %s", path, n, err), 0)
+      end
+    end
+    f:close()
+  end
+  error(err, 0)
+end
 
 local function copy(t)
   local out = {}
@@ -86,7 +118,7 @@ function Application.new(cls, routes, settings)
   for i = 1, #(routes or EMPTY) do list[#list + 1] = routes[i] end
   for i = 1, #list do
     local ok, err = pcall(router.add, router, list[i])
-    if not ok then error(tostring(err), 3) end
+    if not ok then route_error(tostring(err), type(list[i]) == "table" and list[i][1]) end
   end
   return self
 end
@@ -101,7 +133,10 @@ end
 
 -- Appends routes after the existing ones.
 function Application:add_handlers(routes)
-  for i = 1, #routes do self._router:add(routes[i]) end
+  for i = 1, #routes do
+    local ok, err = pcall(self._router.add, self._router, routes[i])
+    if not ok then route_error(tostring(err), type(routes[i]) == "table" and routes[i][1]) end
+  end
 end
 
 function Application:reverse_url(name, ...)

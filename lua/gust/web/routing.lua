@@ -53,7 +53,8 @@ end
 -- of strings and capture numbers, nil when not reversible), nargs }.
 local function analyse(body)
   local ncaps, depth, nargs = 0, 0, 0
-  local literal, reversible = true, true
+  local literal, reversible, dash = true, true, false
+  local plain_alnum = false -- the last item was a plain letter or digit
   local parts, lit = {}, {}
   local i, n = 1, #body
   while i <= n do
@@ -98,6 +99,8 @@ local function analyse(body)
       depth = depth - 1
       i = i + 1
     elseif MAGIC_SET[c] then
+      -- "a-b": almost always meant as a dash, but '-' is a quantifier.
+      if c == "-" and plain_alnum and find(sub(body, i + 1, i + 1), "^%w") then dash = true end
       literal = false
       if depth == 0 then reversible = false end
       i = i + 1
@@ -105,11 +108,12 @@ local function analyse(body)
       if depth == 0 then lit[#lit + 1] = c end
       i = i + 1
     end
+    plain_alnum = c ~= "%" and find(c, "^%w") ~= nil
   end
   -- find("", regex) stops at the first mismatch, before Lua sees these.
   if depth ~= 0 then error("unfinished capture", 0) end
   if #lit > 0 then parts[#parts + 1] = concat(lit) end
-  local info = { ncaps = ncaps, nargs = nargs }
+  local info = { ncaps = ncaps, nargs = nargs, dash = dash }
   if literal then info.literal = concat(parts) end
   if reversible then info.parts = parts end
   return info
@@ -156,6 +160,10 @@ local function compile_route(route, index)
   if ok then ok, info = pcall(analyse, body) end
   if not ok then
     error(format("route #%d: bad pattern %q: %s", index, pattern, tostring(info)), 0)
+  end
+  if info.dash then
+    log.warn('route "%s": \'-\' is a Lua pattern quantifier here; write "%%-" for a literal dash',
+             pattern)
   end
   info.index = index
   info.pattern = pattern
