@@ -108,13 +108,13 @@ class HungHandlerTest(unittest.TestCase):
             while time.monotonic() - t0 < 1.8:
                 self.assertEqual(200, get(s.port, "/pid", timeout=2)[0])
                 served += 1
-            self.assertGreater(served, 5)
+            self.assertGreater(served, 3)
             k = s.wait_stderr(r"\[error\] worker (\d+) held its loop for [\d.]+ s handling "
                               r"GET /spin; killing it and starting another\n"
                               r"stack traceback:\n\t[^\n]*faults\.lua:9", timeout=4)
             self.assertIsNotNone(k, s.stderr())
             killed_after = time.monotonic() - t0
-            self.assertLess(killed_after, 2 + 1.5)
+            self.assertLess(killed_after, 2 + 2.0)
             killed = int(k.group(1))
             self.assertIn(killed, pids)
             # Its connection is closed; a replacement serves.
