@@ -527,12 +527,15 @@ void gust_lua_request_open(lua_State *L) {
     lua_rawset(L, LUA_REGISTRYINDEX);
     /* Every request runs through this trampoline: an error the handler does
      * not catch (a raw handler, a framework bug), even one raised after the
-     * handler yielded, still ends its request. Lua, so it can yield. */
-    static const char trampoline[] = "local xpcall, traceback = xpcall, debug.traceback\n"
-                                     "return function(handler, req, ...)\n"
-                                     "  local ok, err = xpcall(handler, traceback, req, ...)\n"
-                                     "  if not ok then req:_fail(err) end\n"
-                                     "end\n";
+     * handler yielded, still ends its request. Lua, so it can yield; no
+     * varargs (on_request always passes five arguments), which LuaJIT
+     * would not compile. */
+    static const char trampoline[] =
+        "local xpcall, traceback = xpcall, debug.traceback\n"
+        "return function(handler, req, method, path, query, body_len)\n"
+        "  local ok, err = xpcall(handler, traceback, req, method, path, query, body_len)\n"
+        "  if not ok then req:_fail(err) end\n"
+        "end\n";
     lua_pushlightuserdata(L, (void *)&dispatch_key);
     if (luaL_loadbuffer(L, trampoline, sizeof trampoline - 1, "=gust.dispatch") != 0 ||
         lua_pcall(L, 0, 1, 0) != 0)
