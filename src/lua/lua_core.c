@@ -314,7 +314,7 @@ GUST_API int luaopen_gust_core(lua_State *L) {
                                      {"config", core_config},
                                      {"metrics", core_metrics},
                                      {"pid", core_pid},
-        {"loading_app", core_loading_app},
+                                     {"loading_app", core_loading_app},
                                      {NULL, NULL}};
     static const luaL_Reg listener_meta[] = {{"__gc", listener_gc}, {NULL, NULL}};
     gust_lua_newclass(L, LISTENER_MT, listener_methods, listener_meta);
