@@ -47,11 +47,27 @@ void gust_conn_decref(gust_conn_t *c) {
     gust_free(c);
 }
 
-static void set_timer(gust_conn_t *c, const struct timeval *tv) {
-    if (tv)
-        evtimer_add(&c->timer, tv);
-    else
-        evtimer_del(&c->timer);
+/* Deadlines are kept lazily (as nginx and Redis keep theirs): a keep-alive
+ * request would otherwise move the timer in libevent three times (header
+ * deadline, none while handled, idle deadline). Only a deadline earlier
+ * than the armed timer re-arms it; a timer that fires before the current
+ * deadline is armed again for the rest, and one that fires with no
+ * deadline is left unarmed. */
+static void arm_timer(gust_conn_t *c, const struct timeval *tv, double at) {
+    evtimer_add(&c->timer, tv);
+    c->timer_at = at;
+}
+
+/* A deadline `seconds` (tv: the same as a timeval) from now, or none
+ * when tv is NULL. */
+static void set_timer(gust_conn_t *c, const struct timeval *tv, double seconds) {
+    if (!tv) {
+        c->deadline = 0;
+        return;
+    }
+    c->deadline = gust_now() + seconds;
+    if (!c->timer_at || c->timer_at > c->deadline)
+        arm_timer(c, tv, c->deadline);
 }
 
 static void set_reading(gust_conn_t *c, int on) {
@@ -102,7 +118,7 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     s->nconns++;
     gust_metrics_add(&s->metrics->connections_open, 1);
     set_reading(c, 1);
-    set_timer(c, l->idle_tv);
+    set_timer(c, l->idle_tv, l->idle_s);
 }
 
 void gust_conn_close(gust_conn_t *c) {
@@ -195,7 +211,7 @@ static void linger(gust_conn_t *c) {
     shutdown(c->fd, SHUT_WR);
     set_reading(c, 1);
     static const struct timeval tv = {LINGER_SECONDS, 0};
-    set_timer(c, &tv);
+    set_timer(c, &tv, LINGER_SECONDS);
 }
 
 void gust_conn_write_file(gust_conn_t *c, int fd, off_t offset, off_t length) {
@@ -345,7 +361,9 @@ static size_t feed(gust_conn_t *c, const char *data, size_t avail) {
     if (r->begun && c->state == CONN_IDLE) {
         c->state = CONN_READING;
         c->t_start = gust_now();
-        set_timer(c, l->header_tv);
+        /* A request that came whole in this read is handled at once. */
+        if (!r->complete && !r->status)
+            set_timer(c, l->header_tv, l->header_s);
     }
     if (r->headers_done && !r->complete && !c->sent_continue) {
         if (r->expect_continue && !r->status) {
@@ -355,7 +373,7 @@ static size_t feed(gust_conn_t *c, const char *data, size_t avail) {
         }
         c->sent_continue = 1; /* also marks: header deadline passed */
         if (c->state != CONN_CLOSED)
-            set_timer(c, l->body_tv);
+            set_timer(c, l->body_tv, l->body_s);
     }
     return used;
 }
@@ -371,7 +389,7 @@ static int after_feed(gust_conn_t *c) {
     if (!r->complete)
         return 0;
     c->state = CONN_HANDLING;
-    set_timer(c, NULL);
+    set_timer(c, NULL, 0);
     if (!c->sent_continue && !c->t_start)
         c->t_start = gust_now();
     c->in_dispatch = 1;
@@ -465,7 +483,7 @@ void gust_conn_response_done(gust_conn_t *c, int keep_alive) {
             linger(c);
         return;
     }
-    set_timer(c, c->listener->idle_tv);
+    set_timer(c, c->listener->idle_tv, c->listener->idle_s);
     set_reading(c, 1);
     /* Pipelined requests already buffered: the dispatcher loops when this
      * happens inside it; otherwise pick them up on the next iteration. */
@@ -504,7 +522,7 @@ void gust_conn_drain(gust_conn_t *c) {
                                          GUST_DRAIN_IDLE_GRACE_MS % 1000 * 1000};
     if (c->state == CONN_IDLE && evbuffer_get_length(c->out) == 0 &&
         evbuffer_get_length(c->in) == 0)
-        set_timer(c, &grace);
+        set_timer(c, &grace, GUST_DRAIN_IDLE_GRACE_MS / 1000.0);
 }
 
 /* SSL_read until OpenSSL needs the socket again: -1 with errno EAGAIN when
@@ -606,6 +624,15 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
     gust_conn_t *c = arg;
+    c->timer_at = 0;
+    if (!c->deadline)
+        return;
+    double left = c->deadline - gust_now();
+    if (left > 0) {
+        struct timeval tv = {(time_t)left, (suseconds_t)((left - (double)(time_t)left) * 1e6)};
+        arm_timer(c, &tv, c->deadline);
+        return;
+    }
     if (c->state == CONN_READING)
         gust_log(&c->core->log, GUST_LOG_INFO, "%s timeout from %s, closing",
                  c->sent_continue ? "body" : "header", c->remote_ip);
@@ -629,6 +656,12 @@ void gust_conn_access(const gust_conn_t *c, gust_access_t *a) {
 
 void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes) {
     gust_access_t a;
-    gust_conn_access(c, &a);
+    if (c->core->log.access) {
+        gust_conn_access(c, &a);
+    } else {
+        /* The metrics alone need only the start: no header look-ups. */
+        memset(&a, 0, sizeof a);
+        a.t_start = c->t_start;
+    }
     gust_core_log_access(c->core, &a, status, bytes);
 }

@@ -40,6 +40,8 @@ struct gust_conn {
     gust_http_request_t msg; /* the parser and the request it parsed */
     gust_request_t req;      /* the request in flight (state CONN_HANDLING) */
     double t_start;          /* when the request in flight began arriving */
+    double deadline;         /* when the connection times out (gust_now), 0: never */
+    double timer_at;         /* when `timer` fires, 0: not armed */
     gust_conn_t *prev, *next, *pending_next;
     char remote_ip[48];
 };

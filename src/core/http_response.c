@@ -3,7 +3,6 @@
  */
 #include "http_response.h"
 
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -145,19 +144,46 @@ void gust_http_etag(const void *body, size_t len, char out[GUST_ETAG_LEN]) {
     gust_http_etag_from_hash(h.high64, h.low64, out);
 }
 
+/* The two hex digits of every byte value: one copy per byte of a digest
+ * (every GET answer carries an ETag). */
+static const char hex_pairs[513] = "000102030405060708090a0b0c0d0e0f"
+                                   "101112131415161718191a1b1c1d1e1f"
+                                   "202122232425262728292a2b2c2d2e2f"
+                                   "303132333435363738393a3b3c3d3e3f"
+                                   "404142434445464748494a4b4c4d4e4f"
+                                   "505152535455565758595a5b5c5d5e5f"
+                                   "606162636465666768696a6b6c6d6e6f"
+                                   "707172737475767778797a7b7c7d7e7f"
+                                   "808182838485868788898a8b8c8d8e8f"
+                                   "909192939495969798999a9b9c9d9e9f"
+                                   "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
+                                   "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+                                   "c0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+                                   "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+                                   "e0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+                                   "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 void gust_http_etag_from_hash(uint64_t high, uint64_t low, char out[GUST_ETAG_LEN]) {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char bytes[16];
-    for (int i = 0; i < 8; i++) {
-        bytes[i] = (unsigned char)(high >> (56 - 8 * i));
-        bytes[8 + i] = (unsigned char)(low >> (56 - 8 * i));
-    }
     out[0] = '"';
-    for (int i = 0; i < 16; i++) {
-        out[1 + 2 * i] = hex[bytes[i] >> 4];
-        out[2 + 2 * i] = hex[bytes[i] & 15];
+    for (int i = 0; i < 8; i++) {
+        memcpy(out + 1 + 2 * i, hex_pairs + 2 * ((high >> (56 - 8 * i)) & 0xff), 2);
+        memcpy(out + 17 + 2 * i, hex_pairs + 2 * ((low >> (56 - 8 * i)) & 0xff), 2);
     }
     out[GUST_ETAG_LEN - 1] = '"';
+}
+
+/* The decimal digits of n into out (room for 20); returns how many. What
+ * snprintf("%llu") writes, without its format parsing on every response. */
+static size_t put_decimal(unsigned long long n, char *out) {
+    char tmp[20];
+    size_t len = 0;
+    do {
+        tmp[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (size_t i = 0; i < len; i++)
+        out[i] = tmp[len - 1 - i];
+    return len;
 }
 
 static const char *strip_weak(const char *s, size_t *n) {
@@ -309,8 +335,8 @@ void gust_http_head_write(const gust_http_head_t *h, const gust_http_head_frame_
         gust_http_header_line(out, "Content-Length", 14, h->user_length, h->user_length_len);
     } else if (f->content_length >= 0 && has_body) {
         char num[24];
-        int n = snprintf(num, sizeof num, "%lld", f->content_length);
-        gust_http_header_line(out, "Content-Length", 14, num, (size_t)n);
+        size_t n = put_decimal((unsigned long long)f->content_length, num);
+        gust_http_header_line(out, "Content-Length", 14, num, n);
     }
     if (!f->keep_alive && f->http_minor)
         gust_buf_addlit(out, "Connection: close\r\n");

@@ -75,6 +75,9 @@ void gust_listener_set_limits(gust_listener_t *l, size_t max_body, size_t max_he
     l->idle_tv = common_timeout(c, idle);
     l->header_tv = common_timeout(c, header);
     l->body_tv = common_timeout(c, body);
+    l->idle_s = idle;
+    l->header_s = header;
+    l->body_s = body;
 }
 
 static void accept_http(gust_listener_t *l, int fd, const struct sockaddr *sa, int salen,

@@ -36,7 +36,8 @@ struct gust_listener {
     void *release_arg;
     int refs; /* 1 while listening + 1 per open connection */
     gust_http_limits_t limits;
-    const struct timeval *idle_tv, *header_tv, *body_tv;
+    const struct timeval *idle_tv, *header_tv, *body_tv; /* NULL: no timeout */
+    double idle_s, header_s, body_s;                     /* the same in seconds */
     char *unix_path;
     int port;              /* -1 for Unix sockets */
     struct event pause_ev; /* accepting paused: out of descriptors */

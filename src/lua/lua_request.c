@@ -35,7 +35,8 @@
 typedef struct lreq {
     gust_request_t *req; /* NULL once the request is over */
     gust_server_t *server;
-    int ref;       /* anchors the handle while the request is in flight */
+    int ref;       /* anchors the handle while the request outlives its first run */
+    int slot;      /* else its index on the server thread's stack during that run, or 0 */
     int flush_ref; /* the coroutine waiting in flush() */
 } lreq_t;
 
@@ -75,8 +76,14 @@ static void on_request(gust_request_t *r, void *arg) {
     h->server = s;
     h->flush_ref = LUA_NOREF;
     r->ctx = h;
+    /* Most requests are over before their first run returns: for that run
+     * the handle is anchored on the server thread's stack, and in the
+     * registry only if the request goes on after it (a registry ref and
+     * its release cost more than the rest of this function). */
+    h->ref = LUA_NOREF;
     lua_pushvalue(co, -1);
-    h->ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    lua_xmove(co, s->L, 1);
+    h->slot = lua_gettop(s->L);
     const char *method = llhttp_method_name((llhttp_method_t)m->method);
     lua_pushstring(co, method);
     lua_pushlstring(co, r->path, r->path_len);
@@ -86,9 +93,14 @@ static void on_request(gust_request_t *r, void *arg) {
     gust_sched_set_running(s->sched, method, m->arena, m->url_len);
     int rc = gust_sched_resume(s, co, 6);
     gust_sched_set_running(s->sched, NULL, NULL, 0);
-    gust_sched_release(s->sched, co, rc);
     if (rc != 0 && rc != LUA_YIELD && r->ctx == h)
         gust_request_fail(r); /* only if the trampoline itself failed (out of memory) */
+    h->slot = 0;
+    if (h->req)
+        h->ref = luaL_ref(s->L, LUA_REGISTRYINDEX); /* pops the handle */
+    else
+        lua_pop(s->L, 1);
+    gust_sched_release(s->sched, co, rc);
 }
 
 static void on_client_left(gust_request_t *r, void *arg) {
@@ -98,7 +110,10 @@ static void on_client_left(gust_request_t *r, void *arg) {
     if (!h || !s->L || s->close_hook_ref == LUA_NOREF)
         return;
     lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->close_hook_ref);
-    lua_rawgeti(s->L, LUA_REGISTRYINDEX, h->ref);
+    if (h->slot)
+        lua_pushvalue(s->L, h->slot);
+    else
+        lua_rawgeti(s->L, LUA_REGISTRYINDEX, h->ref);
     gust_sched_start(s, s->L, 1);
 }
 
@@ -117,7 +132,7 @@ static void on_end(gust_request_t *r, void *arg) {
     if (!h)
         return;
     h->req = NULL;
-    if (h->server->L)
+    if (h->server->L && h->ref != LUA_NOREF)
         luaL_unref(h->server->L, LUA_REGISTRYINDEX, h->ref);
     h->ref = LUA_NOREF;
 }
@@ -512,12 +527,15 @@ void gust_lua_request_open(lua_State *L) {
     lua_rawset(L, LUA_REGISTRYINDEX);
     /* Every request runs through this trampoline: an error the handler does
      * not catch (a raw handler, a framework bug), even one raised after the
-     * handler yielded, still ends its request. Lua, so it can yield. */
-    static const char trampoline[] = "local xpcall, traceback = xpcall, debug.traceback\n"
-                                     "return function(handler, req, ...)\n"
-                                     "  local ok, err = xpcall(handler, traceback, req, ...)\n"
-                                     "  if not ok then req:_fail(err) end\n"
-                                     "end\n";
+     * handler yielded, still ends its request. Lua, so it can yield; no
+     * varargs (on_request always passes five arguments), which LuaJIT
+     * would not compile. */
+    static const char trampoline[] =
+        "local xpcall, traceback = xpcall, debug.traceback\n"
+        "return function(handler, req, method, path, query, body_len)\n"
+        "  local ok, err = xpcall(handler, traceback, req, method, path, query, body_len)\n"
+        "  if not ok then req:_fail(err) end\n"
+        "end\n";
     lua_pushlightuserdata(L, (void *)&dispatch_key);
     if (luaL_loadbuffer(L, trampoline, sizeof trampoline - 1, "=gust.dispatch") != 0 ||
         lua_pcall(L, 0, 1, 0) != 0)

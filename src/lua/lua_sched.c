@@ -24,8 +24,13 @@ struct gust_sched {
     gust_server_t *server;
     gust_run_t *runq;
     size_t runq_len, runq_cap;
-    int pool[THREAD_POOL_MAX]; /* idle request coroutines */
+    /* Idle request coroutines: pool[0..pool_len). Each is anchored at
+     * index i + 1 of the table pool_ref, which keeps what a slot held
+     * while its coroutine runs: given back to the same slot, as it is
+     * when runs nest, a coroutine costs no table write. */
+    lua_State *pool[THREAD_POOL_MAX];
     int pool_len;
+    int pool_ref;  /* registry ref of the anchoring table; LUA_NOREF until used */
     int depth;     /* resumes in progress (1: Lua holds the loop) */
     double t0;     /* when the outermost one began */
     int warned;    /* this hold was reported while it lasted */
@@ -40,6 +45,7 @@ static gust_metrics_slot_t *slot_of(gust_server_t *s) {
 gust_sched_t *gust_sched_new(gust_server_t *s) {
     gust_sched_t *sc = gust_calloc(1, sizeof *sc);
     sc->server = s;
+    sc->pool_ref = LUA_NOREF;
     return sc;
 }
 
@@ -230,19 +236,49 @@ int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs) {
 lua_State *gust_sched_thread(gust_sched_t *sc) {
     lua_State *L = sc->server->L;
     if (sc->pool_len > 0) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, sc->pool[--sc->pool_len]);
-        luaL_unref(L, LUA_REGISTRYINDEX, sc->pool[sc->pool_len]);
-        return lua_tothread(L, -1);
+        /* No table look-up: the thread pushes itself over to L. */
+        lua_State *co = sc->pool[--sc->pool_len];
+        lua_pushthread(co);
+        lua_xmove(co, L, 1);
+        return co;
     }
     return lua_newthread(L);
 }
 
+/* Sets slot i + 1 of the anchoring table to the value on top of L (popped). */
+static void pool_anchor(gust_sched_t *sc, lua_State *L, int i) {
+    if (sc->pool_ref == LUA_NOREF) {
+        lua_createtable(L, THREAD_POOL_MAX, 0);
+        sc->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sc->pool_ref);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, i + 1);
+    lua_pop(L, 1);
+}
+
 void gust_sched_release(gust_sched_t *sc, lua_State *co, int rc) {
     lua_State *L = sc->server->L;
-    if (rc == 0 && sc->pool_len < THREAD_POOL_MAX && lua_gettop(co) == 0)
-        sc->pool[sc->pool_len++] = luaL_ref(L, LUA_REGISTRYINDEX);
-    else
-        lua_pop(L, 1);
+    int i = sc->pool_len;
+    int same_slot = i < THREAD_POOL_MAX && sc->pool[i] == co;
+    if (rc == 0 && i < THREAD_POOL_MAX && lua_gettop(co) == 0) {
+        if (!same_slot) {
+            pool_anchor(sc, L, i); /* pops the thread */
+            sc->pool[i] = co;
+        } else {
+            lua_pop(L, 1);
+        }
+        sc->pool_len++;
+        return;
+    }
+    lua_pop(L, 1);
+    if (same_slot) {
+        /* It yielded (or failed): whoever waits for it anchors it now, and
+         * the pool lets go of it. */
+        lua_pushnil(L);
+        pool_anchor(sc, L, i);
+        sc->pool[i] = NULL;
+    }
 }
 
 int gust_sched_anchor(lua_State *co) {

@@ -16,7 +16,7 @@ local routing = require "gust.web.routing"
 local static = require "gust.web.static"
 
 local Router, EMPTY, escape_pattern = routing.Router, routing.EMPTY, routing.escape_pattern
-local serve, find = handler.serve, Router.find
+local serve, serve1, find = handler.serve, handler.serve1, Router.find
 local ErrorHandler = handlers.ErrorHandler
 local StaticFileHandler = static.StaticFileHandler
 
@@ -152,9 +152,17 @@ function Application:listen(port, address)
   return listener
 end
 
--- What the core calls, in a fresh coroutine, for every request.
+-- What the core calls, in a fresh coroutine, for every request. Routes
+-- of at most one capture (nearly all) take serve1, which has no varargs;
+-- for more, the path is matched again to pass them all on.
 function Application:__call(req, method, path, query, body_len)
-  return serve(self, req, method, path, query, body_len, find(self._router, path))
+  local router = self._router
+  local spec, cap = find(router, path)
+  local ncaps = spec.ncaps
+  if ncaps < 2 then
+    return serve1(self, req, method, path, query, body_len, spec, ncaps, cap)
+  end
+  return serve(self, req, method, path, query, body_len, find(router, path))
 end
 
 _M.Application = Application

@@ -558,8 +558,12 @@ end
 
 -- Tornado's _execute, run under xpcall: initialize -> method check -> body
 -- arguments (400) -> XSRF (403) -> prepare -> verb -> finish unless the verb
--- is asynchronous. ... are the decoded route captures.
-local function execute(self, kwargs, method, ...)
+-- is asynchronous. begin() is all of it up to the verb: it returns the
+-- verb's function, or nil when prepare() finished the request. The route's
+-- decoded captures go to the verb: execute passes any number, execute0 and
+-- execute1 none and one (most routes), without varargs, which LuaJIT does
+-- not compile on this path.
+local function begin(self, kwargs, method)
   -- Hooks left at their default are not called (this runs for every
   -- request, and most classes define none of them).
   local hook = self.set_default_headers
@@ -589,9 +593,29 @@ local function execute(self, kwargs, method, ...)
   hook = self.prepare
   if hook ~= noop then
     hook(self)
-    if self._finished then return end
+    if self._finished then return nil end
   end
+  return fn
+end
+
+local function execute(self, kwargs, method, ...)
+  local fn = begin(self, kwargs, method)
+  if fn == nil then return end
   fn(self, ...)
+  if self._auto_finish and not self._finished then self:finish() end
+end
+
+local function execute0(self, kwargs, method)
+  local fn = begin(self, kwargs, method)
+  if fn == nil then return end
+  fn(self)
+  if self._auto_finish and not self._finished then self:finish() end
+end
+
+local function execute1(self, kwargs, method, cap)
+  local fn = begin(self, kwargs, method)
+  if fn == nil then return end
+  fn(self, cap)
   if self._auto_finish and not self._finished then self:finish() end
 end
 
@@ -729,11 +753,9 @@ local function client_left(handler)
   if co and locks and locks.waiting(co) then locks.cancel(co, "closed") end
 end
 
--- serve(app, req, method, path, query, body_len, spec, ...): what the
--- Application does with each request. A handler of the route's class
--- (spec, as the router found it) and its request, for the core's handle
--- req, run with the route's captures in the current coroutine.
-function _M.serve(app, req, method, path, query, body_len, spec, ...)
+-- A handler of the route's class (spec) and its request, for the core's
+-- handle req.
+local function new_handler(app, req, method, path, query, body_len, spec)
   local mt = spec.mt
   if mt == nil then
     mt = instance_mt(spec.handler_class)
@@ -742,7 +764,39 @@ function _M.serve(app, req, method, path, query, body_len, spec, ...)
   local handler = setmetatable({ application = app, settings = app.settings, request = false,
                                  _req = req, _co = co_running() }, mt)
   handler.request = new_request(app, req, method, path, query, body_len, client_left, handler)
+  return handler
+end
+
+-- serve(app, req, method, path, query, body_len, spec, ...): what the
+-- Application does with each request. A handler of the route's class
+-- (spec, as the router found it) and its request, for the core's handle
+-- req, run with the route's captures in the current coroutine.
+function _M.serve(app, req, method, path, query, body_len, spec, ...)
+  local handler = new_handler(app, req, method, path, query, body_len, spec)
   return handler:_execute(spec.kwargs, method, ...)
+end
+
+local default_execute = RequestHandler._execute
+
+-- serve1(app, req, method, path, query, body_len, spec, ncaps, cap): serve()
+-- for a route of no capture (ncaps 0) or one (cap), the common case, with
+-- no varargs on the way and RequestHandler:_execute inlined for the
+-- classes that keep it.
+function _M.serve1(app, req, method, path, query, body_len, spec, ncaps, cap)
+  local handler = new_handler(app, req, method, path, query, body_len, spec)
+  local exec = handler._execute
+  if exec ~= default_execute then
+    if ncaps == 0 then return exec(handler, spec.kwargs, method) end
+    return exec(handler, spec.kwargs, method, cap)
+  end
+  local ok, err
+  if ncaps == 0 then
+    ok, err = xpcall(execute0, on_error, handler, spec.kwargs, method)
+  else
+    ok, err = xpcall(execute1, on_error, handler, spec.kwargs, method, cap)
+  end
+  if not ok then handle_request_exception(handler, err, take_traceback(err)) end
+  if rawget(handler, "_detached") then request_finished(handler.request) end
 end
 
 return _M
