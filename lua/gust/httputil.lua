@@ -673,4 +673,18 @@ function _M.url_concat(url, args)
   return base .. sep .. concat(out, "&") .. frag
 end
 
+-- Adds `value` under `name` in a plain table of response headers, where a
+-- repeated header holds a list of its values (the form the core writes):
+-- shared by RequestHandler:add_header and the proxy's header copy.
+function _M._add_value(headers, name, value)
+  local old = headers[name]
+  if old == nil then
+    headers[name] = value
+  elseif type(old) == "table" then
+    old[#old + 1] = value
+  else
+    headers[name] = { old, value }
+  end
+end
+
 return _M

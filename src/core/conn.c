@@ -234,10 +234,6 @@ void gust_conn_write_file(gust_conn_t *c, int fd, off_t offset, off_t length) {
     evbuffer_file_segment_free(seg); /* the buffer holds its own reference */
 }
 
-size_t gust_conn_pending_output(const gust_conn_t *c) {
-    return c->out ? evbuffer_get_length(c->out) : 0;
-}
-
 int gust_conn_send(gust_conn_t *c) {
     if (c->state == CONN_CLOSED)
         return 0;

@@ -62,7 +62,6 @@ int gust_conn_send(gust_conn_t *c);
 /* The response in flight is complete: keep-alive or close, then the next
  * request. */
 void gust_conn_response_done(gust_conn_t *c, int keep_alive);
-size_t gust_conn_pending_output(const gust_conn_t *c);
 void gust_conn_nodelay(gust_conn_t *c);
 /* Hands the socket to someone else; see gust_request_detach(). */
 int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest, struct ssl_st **ssl);

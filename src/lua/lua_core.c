@@ -186,6 +186,7 @@ void gust_lua_apply_settings(gust_listener_t *l, lua_State *L, int idx) {
 static int listener_push(lua_State *L, gust_lua_handler_t *lh) {
     struct gust_listener_handle *h = lua_newuserdata(L, sizeof *h);
     h->l = lh->listener;
+    h->lh = lh;
     lh->handle = h;
     luaL_getmetatable(L, LISTENER_MT);
     lua_setmetatable(L, -2);
@@ -250,7 +251,7 @@ static int listener_close(lua_State *L) {
 static int listener_gc(lua_State *L) {
     struct gust_listener_handle *h = luaL_checkudata(L, 1, LISTENER_MT);
     if (h->l) /* the listener goes on without its handle */
-        ((gust_lua_handler_t *)h->l->release_arg)->handle = NULL;
+        h->lh->handle = NULL;
     return 0;
 }
 

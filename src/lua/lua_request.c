@@ -475,8 +475,10 @@ static int req_tostring(lua_State *L) {
 static void handler_release(void *arg) {
     gust_lua_handler_t *lh = arg;
     lua_State *L = lh->server->L;
-    if (lh->handle)
+    if (lh->handle) {
         lh->handle->l = NULL;
+        lh->handle->lh = NULL;
+    }
     if (L) {
         luaL_unref(L, LUA_REGISTRYINDEX, lh->handler_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);

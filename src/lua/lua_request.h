@@ -11,10 +11,11 @@
 #include "core/request.h"
 #include "server.h"
 
-/* The Lua handle of a listener (core.listen's result); l is NULL once the
- * listener is gone. */
+/* The Lua handle of a listener (core.listen's result); l and lh are NULL
+ * once the listener is gone. */
 struct gust_listener_handle {
     gust_listener_t *l;
+    struct gust_lua_handler *lh; /* what the listener serves, which points back */
 };
 
 /* What a listener serving Lua hands each request or socket to: the server

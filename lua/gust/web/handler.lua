@@ -26,6 +26,7 @@ local core = require "gust.core"
 local class = require "gust.class"
 local escape = require "gust.escape"
 local httputil = require "gust.httputil"
+local add_value = httputil._add_value
 local log = require "gust.log"
 local errors = require "gust.web.errors"
 local request = require "gust.web.request"
@@ -223,15 +224,7 @@ end
 function RequestHandler:add_header(name, value)
   name = header_name(name, "add_header")
   value = header_value(value, "add_header")
-  local h = headers_of(self)
-  local old = h[name]
-  if old == nil then
-    h[name] = value
-  elseif type(old) == "table" then
-    old[#old + 1] = value
-  else
-    h[name] = { old, value }
-  end
+  add_value(headers_of(self), name, value)
 end
 
 function RequestHandler:clear_header(name)

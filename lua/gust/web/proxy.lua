@@ -86,16 +86,7 @@ local function hop_by_hop(name, named)
   return HOP_BY_HOP[name] or sub(name, 1, 6) == "proxy-" or (named ~= nil and named[name])
 end
 
-local function add(headers, name, value)
-  local old = headers[name]
-  if old == nil then
-    headers[name] = value
-  elseif type(old) == "table" then
-    old[#old + 1] = value
-  else
-    headers[name] = { old, value }
-  end
-end
+local add = httputil._add_value
 
 ------------------------------------------------------------------------------
 -- Proxy: the container. proxy(handler) forwards the handler's request.
