@@ -16,6 +16,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -262,12 +263,36 @@ static void on_writable(evutil_socket_t fd, short what, void *arg) {
     gust_stream_free(st);
 }
 
-size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len) {
+size_t gust_stream_writev(gust_stream_t *st, const struct iovec *iov, int iovcnt) {
     if (st->closed)
         return 0;
-    evbuffer_add(st->out, data, len);
-    if (st->writing)
-        return evbuffer_get_length(st->out);
+    size_t skip = 0; /* bytes of iov the socket took at once */
+    if (!st->writing && !st->tls.ssl && evbuffer_get_length(st->out) == 0) {
+        /* Nothing queued: straight to the socket, and only what it does
+         * not take goes through the buffer (most writes are one call).
+         * writev, not sendmsg: a pipe is a stream too. */
+        ssize_t n = writev(st->fd, iov, iovcnt);
+        if (n > 0) {
+            st->bytes_out += (uint64_t)n;
+            skip = (size_t)n;
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            gust_stream_incref(st);
+            gust_stream_close(st, strerror(errno));
+            gust_stream_free(st);
+            return 0;
+        }
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        evbuffer_add(st->out, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+        skip = 0;
+    }
+    size_t queued = evbuffer_get_length(st->out);
+    if (queued == 0 || st->writing)
+        return queued;
     /* A failed write closes, and on_close may drop the owner's reference. */
     gust_stream_incref(st);
     size_t left = flush_out(st);
@@ -280,6 +305,11 @@ size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len) {
     }
     gust_stream_free(st);
     return left;
+}
+
+size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len) {
+    struct iovec v = {(void *)data, len};
+    return gust_stream_writev(st, &v, 1);
 }
 
 size_t gust_stream_pending(const gust_stream_t *st) {

@@ -63,6 +63,10 @@ void gust_stream_read_stop(gust_stream_t *st);
 /* Queues bytes and writes what the socket takes now; on_drain fires when
  * the output empties after a partial write. Returns the bytes still queued. */
 size_t gust_stream_write(gust_stream_t *st, const void *data, size_t len);
+/* The same for several pieces, sent together (one writev when nothing is
+ * queued before them). */
+struct iovec;
+size_t gust_stream_writev(gust_stream_t *st, const struct iovec *iov, int iovcnt);
 size_t gust_stream_pending(const gust_stream_t *st);
 
 /* Connects to host:port (a name is resolved with evdns). `done` gets the

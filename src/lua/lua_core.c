@@ -138,13 +138,29 @@ void gust_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
                        const luaL_Reg *meta) {
     if (!luaL_newmetatable(L, name))
         return;
+    /* Each method and metamethod holds the metatable as upvalue 1, for
+     * gust_lua_checkself. */
     lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
-    if (meta)
-        luaL_setfuncs(L, meta, 0);
+    if (meta) {
+        lua_pushvalue(L, -1);
+        luaL_setfuncs(L, meta, 1);
+    }
     lua_pushstring(L, name);
     lua_setfield(L, -2, "__name");
+}
+
+void *gust_lua_checkself(lua_State *L, const char *name) {
+    void *p = lua_touserdata(L, 1);
+    if (p && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same)
+            return p;
+    }
+    return luaL_checkudata(L, 1, name); /* raises the usual error */
 }
 
 double gust_lua_opt_number(lua_State *L, int idx, const char *name, double dflt) {
@@ -223,7 +239,7 @@ static int core_listen(lua_State *L) {
 }
 
 static gust_listener_t *check_listener(lua_State *L) {
-    struct gust_listener_handle *h = luaL_checkudata(L, 1, LISTENER_MT);
+    struct gust_listener_handle *h = gust_lua_checkself(L, LISTENER_MT);
     return h->l;
 }
 
@@ -249,7 +265,7 @@ static int listener_close(lua_State *L) {
 
 /* listener __gc -- the listener outlives its handle  [-1, +0, e] */
 static int listener_gc(lua_State *L) {
-    struct gust_listener_handle *h = luaL_checkudata(L, 1, LISTENER_MT);
+    struct gust_listener_handle *h = gust_lua_checkself(L, LISTENER_MT);
     if (h->l) /* the listener goes on without its handle */
         h->lh->handle = NULL;
     return 0;

@@ -18,6 +18,11 @@ int luaopen_gust_core(lua_State *L);
 void gust_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
                        const luaL_Reg *meta);
 
+/* luaL_checkudata(L, 1, name) for a method registered by gust_lua_newclass,
+ * at the cost of a pointer comparison: its metatable is the method's first
+ * upvalue, not looked up by name. */
+void *gust_lua_checkself(lua_State *L, const char *name);
+
 /* Field `name` of the options table at idx: nil gives `dflt`; a value of
  * the wrong type raises "option NAME: number expected". */
 double gust_lua_opt_number(lua_State *L, int idx, const char *name, double dflt);

@@ -128,7 +128,7 @@ static void on_progress(gust_http_fetch_t *f, void *arg) {
     }
 }
 
-static lfetch_t *check_fetch(lua_State *L) { return luaL_checkudata(L, 1, FETCH_MT); }
+static lfetch_t *check_fetch(lua_State *L) { return gust_lua_checkself(L, FETCH_MT); }
 
 /* h:next() -> event...  (yields until there is one)  [-1, +(2..5), e] */
 static int lf_next(lua_State *L) {

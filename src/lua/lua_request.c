@@ -44,7 +44,7 @@ static const char dispatch_key = 'D'; /* registry: the dispatch trampoline */
 static const char request_mt_key = 'M';
 
 static gust_request_t *check_req(lua_State *L) {
-    lreq_t *h = luaL_checkudata(L, 1, REQUEST_MT);
+    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
     return h->req;
 }
 
@@ -355,7 +355,7 @@ static int req_finish(lua_State *L) {
 /* req:flush(status, reason?, headers?, body?) -> true | nil, "closed";
  * yields until the socket has taken the data  [-(2..5), +1|2, e] */
 static int req_flush(lua_State *L) {
-    lreq_t *h = luaL_checkudata(L, 1, REQUEST_MT);
+    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
     gust_request_t *r = h->req;
     if (!r)
         return closed(L);
@@ -412,7 +412,7 @@ static int req_send_file(lua_State *L) {
  * request.connection.detach(); the way to a WebSocket or a tunnel)
  * [-1, +1|2, e] */
 static int req_detach(lua_State *L) {
-    lreq_t *h = luaL_checkudata(L, 1, REQUEST_MT);
+    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
     gust_request_t *r = h->req;
     if (!r)
         return closed(L);
@@ -452,7 +452,7 @@ static int req_abort(lua_State *L) {
 /* req:_fail(err) -- the dispatch trampoline's error path: log, then a 500
  * or a cut connection  [-2, +0, e] */
 static int req_fail(lua_State *L) {
-    lreq_t *h = luaL_checkudata(L, 1, REQUEST_MT);
+    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
     const char *err = lua_tostring(L, 2);
     gust_log(&h->server->core->log, GUST_LOG_ERROR, "uncaught error in handler: %s",
              err ? err : "(error object is not a string)");
@@ -465,7 +465,7 @@ static int req_fail(lua_State *L) {
 
 /* __tostring  [-1, +1, e] */
 static int req_tostring(lua_State *L) {
-    lreq_t *h = luaL_checkudata(L, 1, REQUEST_MT);
+    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
     lua_pushfstring(L, "gust.request (%s)", h->req ? "open" : "closed");
     return 1;
 }

@@ -35,7 +35,7 @@ typedef struct shdict_handle {
 } shdict_handle_t;
 
 static shdict_handle_t *check_handle(lua_State *L) {
-    shdict_handle_t *h = luaL_checkudata(L, 1, SHDICT_MT);
+    shdict_handle_t *h = gust_lua_checkself(L, SHDICT_MT);
     if (!h->d)
         luaL_argerror(L, 1, "not an open shared dict");
     return h;
@@ -286,7 +286,7 @@ static int dict_name(lua_State *L) {
 /* dict __tostring -> "gust.shared.dict: name (bytes)" | "...: closed"
  * [-1, +1, e] */
 static int dict_tostring(lua_State *L) {
-    shdict_handle_t *h = luaL_checkudata(L, 1, SHDICT_MT);
+    shdict_handle_t *h = gust_lua_checkself(L, SHDICT_MT);
     if (h->d)
         lua_pushfstring(L, "gust.shared.dict: %s (%f bytes)", gust_shdict_name(h->d),
                         (double)gust_shdict_capacity(h->d));
@@ -297,7 +297,7 @@ static int dict_tostring(lua_State *L) {
 
 /* dict __gc -- unmaps this process's view of the segment  [-1, +0, e] */
 static int dict_gc(lua_State *L) {
-    shdict_handle_t *h = luaL_checkudata(L, 1, SHDICT_MT);
+    shdict_handle_t *h = gust_lua_checkself(L, SHDICT_MT);
     gust_shdict_free(h->d);
     h->d = NULL;
     gust_buf_free(&h->scratch);

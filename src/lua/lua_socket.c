@@ -40,7 +40,7 @@ typedef struct gust_socket {
     int blocking;
 } gust_socket_t;
 
-static gust_socket_t *check_socket(lua_State *L) { return luaL_checkudata(L, 1, SOCKET_MT); }
+static gust_socket_t *check_socket(lua_State *L) { return gust_lua_checkself(L, SOCKET_MT); }
 
 static int push_errno(lua_State *L, int e) {
     lua_pushnil(L);

@@ -214,7 +214,7 @@ static lstream_t *push_stream(lua_State *L, gust_server_t *s, gust_stream_t *st)
     return ls;
 }
 
-static lstream_t *check_stream(lua_State *L) { return luaL_checkudata(L, 1, STREAM_MT); }
+static lstream_t *check_stream(lua_State *L) { return gust_lua_checkself(L, STREAM_MT); }
 
 static int closed_result(lua_State *L, lstream_t *ls) {
     lua_pushnil(L);

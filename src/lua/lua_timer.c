@@ -285,7 +285,7 @@ static int core_call_at(lua_State *L) { return call_timer(L, luaL_checknumber(L,
 
 /* timer:cancel() -> true if it was pending  [-1, +1, e] */
 static int timer_cancel(lua_State *L) {
-    gust_timer_t *t = luaL_checkudata(L, 1, TIMER_MT);
+    gust_timer_t *t = gust_lua_checkself(L, TIMER_MT);
     int pending = t->server != NULL && t->co_ref == LUA_NOREF;
     if (pending) {
         gust_server_t *s = t->server;

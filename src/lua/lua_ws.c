@@ -35,6 +35,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -296,8 +297,8 @@ static int send_message(lws_t *ws, int binary, const char *data, size_t len) {
         uint8_t hdr[GUST_WS_MAX_HEADER];
         size_t n = gust_ws_frame_header(hdr, 1, 0, binary ? GUST_WS_OP_BINARY : GUST_WS_OP_TEXT,
                                         len, NULL);
-        evbuffer_add(st->out, hdr, n);
-        gust_stream_write(st, data, len);
+        struct iovec v[2] = {{hdr, n}, {(void *)data, len}};
+        gust_stream_writev(st, v, 2);
         return 0;
     }
     char storage[4096];
@@ -533,7 +534,7 @@ static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- methods ---------------------------------------------------------------- */
 
-#define check_ws(L) ((lws_t *)luaL_checkudata(L, 1, WS_MT))
+#define check_ws(L) ((lws_t *)gust_lua_checkself(L, WS_MT))
 
 /* Not a binding: the tail of the methods below once the connection is
  * closed. Pushes nil, "closed"  [-0, +2, m] */
