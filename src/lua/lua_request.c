@@ -90,8 +90,11 @@ static void on_request(gust_request_t *r, void *arg) {
     lua_pushlstring(co, r->query, r->query_len);
     /* The body's length lets the framework skip req:body() when it is 0. */
     lua_pushinteger(co, (lua_Integer)m->body_len);
+    /* The coroutine itself, which coroutine.running() would give: that is
+     * a C function, and a call to it breaks the request's trace in two. */
+    lua_pushthread(co);
     gust_sched_set_running(s->sched, method, m->arena, m->url_len);
-    int rc = gust_sched_resume(s, co, 6);
+    int rc = gust_sched_resume(s, co, 7);
     gust_sched_set_running(s->sched, NULL, NULL, 0);
     if (rc != 0 && rc != LUA_YIELD && r->ctx == h)
         gust_request_fail(r); /* only if the trampoline itself failed (out of memory) */
@@ -530,12 +533,12 @@ void gust_lua_request_open(lua_State *L) {
     /* Every request runs through this trampoline: an error the handler does
      * not catch (a raw handler, a framework bug), even one raised after the
      * handler yielded, still ends its request. Lua, so it can yield; no
-     * varargs (on_request always passes five arguments), which LuaJIT
+     * varargs (on_request always passes six arguments), which LuaJIT
      * would not compile. */
     static const char trampoline[] =
         "local xpcall, traceback = xpcall, debug.traceback\n"
-        "return function(handler, req, method, path, query, body_len)\n"
-        "  local ok, err = xpcall(handler, traceback, req, method, path, query, body_len)\n"
+        "return function(handler, req, method, path, query, body_len, co)\n"
+        "  local ok, err = xpcall(handler, traceback, req, method, path, query, body_len, co)\n"
         "  if not ok then req:_fail(err) end\n"
         "end\n";
     lua_pushlightuserdata(L, (void *)&dispatch_key);

@@ -748,35 +748,35 @@ end
 
 -- A handler of the route's class (spec) and its request, for the core's
 -- handle req.
-local function new_handler(app, req, method, path, query, body_len, spec)
+local function new_handler(app, req, method, path, query, body_len, co, spec)
   local mt = spec.mt
   if mt == nil then
     mt = instance_mt(spec.handler_class)
     spec.mt = mt
   end
   local handler = setmetatable({ application = app, settings = app.settings, request = false,
-                                 _req = req, _co = co_running() }, mt)
+                                 _req = req, _co = co or co_running() }, mt)
   handler.request = new_request(app, req, method, path, query, body_len, client_left, handler)
   return handler
 end
 
--- serve(app, req, method, path, query, body_len, spec, ...): what the
+-- serve(app, req, method, path, query, body_len, co, spec, ...): what the
 -- Application does with each request. A handler of the route's class
 -- (spec, as the router found it) and its request, for the core's handle
 -- req, run with the route's captures in the current coroutine.
-function _M.serve(app, req, method, path, query, body_len, spec, ...)
-  local handler = new_handler(app, req, method, path, query, body_len, spec)
+function _M.serve(app, req, method, path, query, body_len, co, spec, ...)
+  local handler = new_handler(app, req, method, path, query, body_len, co, spec)
   return handler:_execute(spec.kwargs, method, ...)
 end
 
 local default_execute = RequestHandler._execute
 
--- serve1(app, req, method, path, query, body_len, spec, ncaps, cap): serve()
+-- serve1(app, req, method, path, query, body_len, co, spec, ncaps, cap): serve()
 -- for a route of no capture (ncaps 0) or one (cap), the common case, with
 -- no varargs on the way and RequestHandler:_execute inlined for the
 -- classes that keep it.
-function _M.serve1(app, req, method, path, query, body_len, spec, ncaps, cap)
-  local handler = new_handler(app, req, method, path, query, body_len, spec)
+function _M.serve1(app, req, method, path, query, body_len, co, spec, ncaps, cap)
+  local handler = new_handler(app, req, method, path, query, body_len, co, spec)
   local exec = handler._execute
   if exec ~= default_execute then
     if ncaps == 0 then return exec(handler, spec.kwargs, method) end
