@@ -5,7 +5,8 @@
 -- (gust.web.security) and templates (gust.web.render) are mixed in.
 --
 -- Hot path: serve() runs for every request. A hello-world request
--- allocates the handler, its request and one write buffer; no closure is
+-- allocates the handler and its request (a single write() is kept as a
+-- string, a buffer table only from the second); no closure is
 -- made per request, request fields are built on first use, and a handler
 -- gets its class chain flattened into one metatable (instance_mt).
 
@@ -252,9 +253,13 @@ function RequestHandler:write(chunk)
     error("bad argument #1 to 'write' (string or table expected, got " .. t .. ")", 2)
   end
   if chunk == "" then return end
+  -- One chunk (most responses) is kept as it is: a table only from the
+  -- second on. The core takes either.
   local buf = rawget(self, "_write_buffer")
   if buf == nil then
-    self._write_buffer = { chunk }
+    self._write_buffer = chunk
+  elseif type(buf) == "string" then
+    self._write_buffer = { buf, chunk }
   else
     buf[#buf + 1] = chunk
   end
@@ -296,7 +301,7 @@ local function maybe_gzip(self, buf)
   if h["Content-Encoding"] ~= nil then return buf end
   local ae = self.request.headers["Accept-Encoding"]
   if not ae or not find(ae, "gzip", 1, true) then return buf end
-  local body = concat(buf)
+  local body = type(buf) == "string" and buf or concat(buf)
   if #body < GZIP_MIN_LENGTH then return buf end
   h["Content-Encoding"] = "gzip"
   h["Content-Length"] = nil
