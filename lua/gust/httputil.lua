@@ -179,6 +179,32 @@ _M.HTTPHeaders = HTTPHeaders
 ------------------------------------------------------------------------------
 -- Query strings and form bodies
 
+-- The pieces of s from i on into out. eq, the next "=" at or after i, is
+-- kept across pieces: looking for it afresh in each piece would rescan the
+-- rest of the string every time, quadratic on a body like "a&a&a&...".
+-- A tail call per piece, not a loop: a loop in the middle of a request
+-- stops LuaJIT's trace of it ("inner loop in root trace"), and most
+-- queries have a piece or two, which the trace takes in its stride.
+local function parse_pieces(s, out, i, len, eq)
+  if i > len then return out end
+  local amp = find(s, "&", i, true) or len + 1
+  if eq and eq < i then eq = find(s, "=", i, true) end
+  -- A piece without "=" is a name with a blank value (Python's
+  -- keep_blank_values); an empty piece or an empty name is dropped.
+  if amp > i and eq ~= i then
+    local name, value
+    if eq and eq < amp then
+      name, value = sub(s, i, eq - 1), url_unescape(sub(s, eq + 1, amp - 1))
+    else
+      name, value = sub(s, i, amp - 1), ""
+    end
+    name = url_unescape(name)
+    local list = out[name]
+    if list then list[#list + 1] = value else out[name] = { value } end
+  end
+  return parse_pieces(s, out, amp + 1, len, eq)
+end
+
 function _M.parse_qs(s, out)
   if out == nil then
     out = {}
@@ -187,29 +213,7 @@ function _M.parse_qs(s, out)
   end
   if s == nil then return out end
   if type(s) ~= "string" then argerror(1, "parse_qs", "string", s) end
-  -- eq, the next "=" at or after i, is kept across pieces: looking for it
-  -- afresh in each piece would rescan the rest of the string every time,
-  -- quadratic on a body like "a&a&a&...".
-  local i, len, eq = 1, #s, 0
-  while i <= len do
-    local amp = find(s, "&", i, true) or len + 1
-    if eq and eq < i then eq = find(s, "=", i, true) end
-    -- A piece without "=" is a name with a blank value (Python's
-    -- keep_blank_values); an empty piece or an empty name is dropped.
-    if amp > i and eq ~= i then
-      local name, value
-      if eq and eq < amp then
-        name, value = sub(s, i, eq - 1), url_unescape(sub(s, eq + 1, amp - 1))
-      else
-        name, value = sub(s, i, amp - 1), ""
-      end
-      name = url_unescape(name)
-      local list = out[name]
-      if list then list[#list + 1] = value else out[name] = { value } end
-    end
-    i = amp + 1
-  end
-  return out
+  return parse_pieces(s, out, 1, #s, 0)
 end
 local parse_qs = _M.parse_qs
 

@@ -41,6 +41,31 @@ describe("routing", function()
     assert.equal(404, fetch(app, "GET", "/c/7/").response.status)
   end)
 
+  it("splits PREFIX(CAPTURE)SUFFIX routes without match(), exactly as the pattern would", function()
+    local routing = require "gust.web.routing"
+    local H = handler({})
+    local patterns = { "/hello/([^/]+)", "/static/(.*)", "/a/(.+)", "/u/([^/]+)/edit",
+                       "/x/([^/]+)%.json", "^/p%-q/([^/]+)$", "/%((.*)", "/([^/]+)" }
+    local paths = { "/hello/you", "/hello/", "/hello/a/b", "/hello/you/", "/static/",
+                    "/static/a/b.css", "/a/", "/a/x", "/u/bob/edit", "/u//edit", "/u/a/b/edit",
+                    "/x/a.b.json", "/x/.json", "/x/a/b.json", "/p-q/z", "/(abc", "/", "/abc" }
+    for _, pattern in ipairs(patterns) do
+      local router = routing.Router.new({ ncaps = 0 })
+      local spec = router:add({ pattern, H })
+      assert.is_not_nil(spec.split, pattern)
+      for _, path in ipairs(paths) do
+        local found, cap = router:find(path)
+        local want = path:match(spec.regex)
+        assert.equal(want, found == spec and cap or nil, pattern .. " on " .. path)
+      end
+    end
+    -- Shapes it leaves to match(): a class, an escaped "%" before the
+    -- capture, a literal after a rest capture.
+    for _, pattern in ipairs({ "/(%d+)", "/%%(.*)", "/a(.*)b", "/a([^/]+)?" }) do
+      assert.is_nil(routing.Router.new():add({ pattern, H }).split, pattern)
+    end
+  end)
+
   it("takes the first matching route, plain or pattern", function()
     local app = web.Application({
       { "/x/(.*)", Echo, { tag = "pattern" } },

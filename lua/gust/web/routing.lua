@@ -6,7 +6,7 @@
 
 local _M = { _VERSION = "0.1.0" }
 
-local type, tostring, select, error, pcall = type, tostring, select, error, pcall
+local type, tostring, select, error, pcall, pairs = type, tostring, select, error, pcall, pairs
 local setmetatable = setmetatable
 local find, format, gsub, match, sub = string.find, string.format, string.gsub,
   string.match, string.sub
@@ -119,6 +119,52 @@ local function analyse(body)
   return info
 end
 
+-- The literal a pattern piece stands for ("%." -> "."), or nil when it has
+-- anything magic.
+local function literal_of(piece)
+  local ok, info = pcall(analyse, piece)
+  if ok and info.literal and info.ncaps == 0 then return info.literal end
+  return nil
+end
+
+-- The captures that split a path at fixed places: "([^/]+)" (one segment,
+-- not empty), "(.+)" and "(.*)" (the rest). A route PREFIX(CAP)SUFFIX of
+-- literals with one of them is matched with sub() and a plain find(),
+-- which LuaJIT compiles into the request's trace; match() with a pattern
+-- would leave it. -> prefix, suffix, kind ("segment", "rest", "rest0"), or
+-- nil for any other shape.
+local SPLITS = { ["([^/]+)"] = "segment", ["(.+)"] = "rest", ["(.*)"] = "rest0" }
+
+local function split_of(body)
+  for cap, kind in pairs(SPLITS) do
+    local i, j = find(body, cap, 1, true)
+    -- "%(.*)" is a literal "(" then ".*)": the capture must not be escaped.
+    if i and (i == 1 or sub(body, i - 1, i - 1) ~= "%") then
+      local prefix, suffix = literal_of(sub(body, 1, i - 1)), literal_of(sub(body, j + 1))
+      if prefix and suffix and (kind == "segment" or suffix == "") then
+        return prefix, suffix, kind
+      end
+    end
+  end
+  return nil
+end
+
+-- The capture of a split route in path, or nil when it does not match.
+local function split_match(spec, path)
+  local prefix, suffix = spec.prefix, spec.suffix
+  local np, ns, n = #prefix, #suffix, #path
+  if n < np + ns or sub(path, 1, np) ~= prefix then return nil end
+  local kind = spec.split
+  if kind == "segment" then
+    if n == np + ns or (ns > 0 and sub(path, n - ns + 1) ~= suffix) then return nil end
+    local cap = sub(path, np + 1, n - ns)
+    if find(cap, "/", 1, true) then return nil end
+    return cap
+  end
+  if kind == "rest" and n == np then return nil end
+  return sub(path, np + 1)
+end
+
 -- "^/a$" -> "/a": a trailing "$" is an anchor unless an odd number of "%"
 -- escape it.
 local function strip_anchors(pattern)
@@ -165,6 +211,7 @@ local function compile_route(route, index)
     log.warn('route "%s": \'-\' is a Lua pattern quantifier here; write "%%-" for a literal dash',
              pattern)
   end
+  if info.ncaps == 1 then info.prefix, info.suffix, info.split = split_of(body) end
   info.index = index
   info.pattern = pattern
   info.regex = regex
@@ -270,7 +317,8 @@ function Router:find(path)
     if ncaps == 0 then
       if find(path, spec.regex) then return spec end
     elseif ncaps == 1 then
-      local cap = match(path, spec.regex)
+      local cap
+      if spec.split then cap = split_match(spec, path) else cap = match(path, spec.regex) end
       if cap ~= nil then return spec, decode(cap) end
     elseif find(path, spec.regex) then
       return with_captures(spec, match(path, spec.regex))
