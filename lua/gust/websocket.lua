@@ -38,7 +38,6 @@ local find, match, lower, gsub, format, sub = string.find, string.match, string.
   string.gsub, string.format, string.sub
 local gmatch = string.gmatch
 local concat = table.concat
-local co_running = coroutine.running
 
 local sha1, b64encode, b64decode = core.sha1, core.b64encode, core.b64decode
 local random_bytes = core.random_bytes
@@ -304,7 +303,7 @@ function WebSocketHandler:write_message(message, binary)
   end
   local ws = rawget(self, "ws_connection")
   if ws == nil then return nil, "closed" end
-  return ws:write_message(message, binary, co_running() ~= rawget(self, "_co"))
+  return ws:write_message(message, binary, "owner")
 end
 
 -- ping(data?) -> true | nil, "closed"; the answer arrives at on_pong.

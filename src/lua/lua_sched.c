@@ -301,6 +301,18 @@ void gust_sched_push(gust_server_t *s, gust_run_t run) {
     gust_core_defer(s->core);
 }
 
+int gust_sched_disown(gust_sched_t *sc, int co_ref) {
+    if (!sc)
+        return 0; /* the state is closing: nothing will run again */
+    for (size_t i = 0; i < sc->runq_len; i++) {
+        if (sc->runq[i].kind == GUST_RUN_KEPT && sc->runq[i].co_ref == co_ref) {
+            sc->runq[i].kind = GUST_RUN_STACK;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Starts fn(...) -- the function and its `nargs` arguments on top of L,
  * popped -- in a new coroutine on the next loop iteration. */
 void gust_sched_start(gust_server_t *s, lua_State *L, int nargs) {
@@ -323,10 +335,11 @@ int gust_sched_run_queue(void *arg) {
     for (size_t i = 0; i < n && s->L; i++) {
         gust_run_t run = sc->runq[i];
         lua_rawgeti(L, LUA_REGISTRYINDEX, run.co_ref);
-        luaL_unref(L, LUA_REGISTRYINDEX, run.co_ref);
+        if (run.kind != GUST_RUN_KEPT)
+            luaL_unref(L, LUA_REGISTRYINDEX, run.co_ref);
         lua_State *co = lua_tothread(L, -1);
         int nargs = 0;
-        if (run.kind == GUST_RUN_START || run.kind == GUST_RUN_STACK) {
+        if (run.kind == GUST_RUN_START || run.kind == GUST_RUN_STACK || run.kind == GUST_RUN_KEPT) {
             nargs = run.n; /* already on its stack */
         } else if (lua_status(co) != LUA_YIELD) {
             if (run.kind == GUST_RUN_VALUES)

@@ -13,11 +13,18 @@
 
 /* Entries of the run queue: coroutines to start or resume on the next loop
  * iteration, never from inside another coroutine's C call. */
-enum { GUST_RUN_START, GUST_RUN_TRUE, GUST_RUN_ERR, GUST_RUN_VALUES, GUST_RUN_STACK };
+enum {
+    GUST_RUN_START,
+    GUST_RUN_TRUE,
+    GUST_RUN_ERR,
+    GUST_RUN_VALUES,
+    GUST_RUN_STACK,
+    GUST_RUN_KEPT
+};
 typedef struct gust_run {
-    int co_ref;      /* registry ref of the coroutine */
+    int co_ref;      /* registry ref of the coroutine (released when run, but for KEPT) */
     int kind;        /* GUST_RUN_* */
-    int n;           /* START, STACK: values on its stack; VALUES: table ref */
+    int n;           /* START, STACK, KEPT: values on its stack; VALUES: table ref */
     const char *err; /* ERR: the message (static) */
 } gust_run_t;
 
@@ -30,6 +37,12 @@ void gust_sched_free(gust_sched_t *sc);
 int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs);
 /* Queues a run for the next loop iteration. */
 void gust_sched_push(gust_server_t *s, gust_run_t run);
+/* A KEPT entry leaves the coroutine's ref to whoever woke it (a waiter that
+ * waits again and again on one object keeps one ref). That owner, letting
+ * go of the ref, calls this first: 1 when a queued entry took it over (and
+ * releases it once run), 0 when nothing is queued with it (or sc is gone:
+ * the state is closing). */
+int gust_sched_disown(gust_sched_t *sc, int co_ref);
 /* Starts fn(...) -- the function and its `nargs` arguments on top of L,
  * popped -- in a new coroutine on the next loop iteration. */
 void gust_sched_start(gust_server_t *s, lua_State *L, int nargs);

@@ -82,6 +82,13 @@ typedef struct lws {
     gust_stream_t *st; /* our reference; NULL once the connection ended */
     gust_ws_codec_t codec;
     int self_ref, read_ref, write_ref;
+    /* The coroutine that reads, anchored from its first wait until another
+     * takes over or the connection is collected: a connection's messages
+     * are nearly always read by one task, which then waits without a new
+     * registry ref per message. read_ref is reader_ref while it waits. */
+    int reader_ref;
+    lua_State *reader;
+    const lua_State *owner; /* the coroutine that made it: compared, never used */
     ws_item_t *head, *tail;
     size_t queued_bytes, queued_items;
     unsigned client : 1, deliver_pings : 1, deliver_pongs : 1, sent_close : 1, got_close : 1,
@@ -138,6 +145,22 @@ static void wake(gust_server_t *s, int *ref, int n) {
     gust_run_t run = {*ref, GUST_RUN_STACK, n, NULL};
     *ref = LUA_NOREF;
     gust_sched_push(s, run);
+}
+
+/* The waiting reader, woken with the n values pushed on its stack; the
+ * ref stays the connection's. */
+static void wake_reader(lws_t *ws, int n) {
+    gust_run_t run = {ws->read_ref, GUST_RUN_KEPT, n, NULL};
+    ws->read_ref = LUA_NOREF;
+    gust_sched_push(ws->server, run);
+}
+
+/* Lets go of the reader's anchor (a wake-up still queued takes it over). */
+static void drop_reader(lua_State *L, lws_t *ws) {
+    if (ws->reader_ref != LUA_NOREF && !gust_sched_disown(ws->server->sched, ws->reader_ref))
+        luaL_unref(L, LUA_REGISTRYINDEX, ws->reader_ref);
+    ws->reader_ref = LUA_NOREF;
+    ws->reader = NULL;
 }
 
 /* Unanchors once neither the stream nor a waiter needs the userdata. */
@@ -208,10 +231,10 @@ static void finish(lws_t *ws) {
     cancel_timers(ws);
     if (s->L) {
         if (ws->read_ref != LUA_NOREF) {
-            lua_State *co = waiter(s, ws->read_ref);
+            lua_State *co = ws->reader;
             lua_pushnil(co);
             push_close_info(co, ws);
-            wake(s, &ws->read_ref, 3);
+            wake_reader(ws, 3);
         }
         if (ws->write_ref != LUA_NOREF) {
             lua_State *co = waiter(s, ws->write_ref);
@@ -328,10 +351,10 @@ static void deliver(lws_t *ws, int kind, const char *data, size_t len) {
     if (!s->L)
         return;
     if (ws->read_ref != LUA_NOREF && !ws->head) {
-        lua_State *co = waiter(s, ws->read_ref);
+        lua_State *co = ws->reader;
         lua_pushlstring(co, data, len);
         lua_pushstring(co, kind_names[kind]);
-        wake(s, &ws->read_ref, 2);
+        wake_reader(ws, 2);
         ws->busy = 1;
         return;
     }
@@ -545,13 +568,17 @@ static int closed_result(lua_State *L) {
 }
 
 /* ws:write_message(data, binary?, nowait?) -> true | nil, "closed"
- * Yields while more than the high mark is unsent, unless nowait.
- * [-(2..4), +1|2, e] */
+ * Yields while more than the high mark is unsent, unless nowait: true
+ * never waits, "owner" waits only in the coroutine that made the
+ * connection (a handler's own task; a broadcast from another task must
+ * not stall on one slow client). Decided here because
+ * coroutine.running() would split the caller's trace.  [-(2..4), +1|2, e] */
 static int ws_write_message(lua_State *L) {
     lws_t *ws = check_ws(L);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    int binary = lua_toboolean(L, 3), nowait = lua_toboolean(L, 4);
+    int binary = lua_toboolean(L, 3);
+    int nowait = lua_type(L, 4) == LUA_TSTRING ? L != ws->owner : lua_toboolean(L, 4);
     if (!is_open(ws) || ws->sent_close)
         return closed_result(L);
     gust_stream_t *st = ws->st;
@@ -658,10 +685,15 @@ static int ws_receive(lua_State *L) {
     }
     if (ws->read_ref != LUA_NOREF)
         return luaL_error(L, "websocket: already reading");
-    int ref = gust_sched_anchor(L);
-    if (ref == LUA_NOREF)
-        return luaL_error(L, "websocket: receive must be called from a task");
-    ws->read_ref = ref;
+    if (ws->reader != L) {
+        int ref = gust_sched_anchor(L);
+        if (ref == LUA_NOREF)
+            return luaL_error(L, "websocket: receive must be called from a task");
+        drop_reader(L, ws);
+        ws->reader_ref = ref;
+        ws->reader = L;
+    }
+    ws->read_ref = ws->reader_ref;
     anchor(L, ws, 1);
     return lua_yield(L, 0);
 }
@@ -701,6 +733,7 @@ static int ws_compressed(lua_State *L) {
 static int ws_gc(lua_State *L) {
     lws_t *ws = check_ws(L);
     release_stream(ws); /* closes it if it is still open */
+    drop_reader(L, ws);
     for (ws_item_t *it = ws->head, *next; it; it = next) {
         next = it->next;
         gust_free(it);
@@ -768,7 +801,8 @@ static int core_websocket(lua_State *L) {
     lws_t *ws = lua_newuserdata(L, sizeof *ws);
     memset(ws, 0, sizeof *ws);
     ws->server = s;
-    ws->self_ref = ws->read_ref = ws->write_ref = LUA_NOREF;
+    ws->owner = L;
+    ws->self_ref = ws->read_ref = ws->write_ref = ws->reader_ref = LUA_NOREF;
     gust_ws_codec_init(&ws->codec, client, max_message < 1 ? 1 : (size_t)max_message);
     luaL_getmetatable(L, WS_MT);
     lua_setmetatable(L, -2);
