@@ -499,6 +499,17 @@ class RedisServer:
             c("AUTH", self.password)
         return c
 
+    def client_db(self, db):
+        """A one-command caller on database db."""
+        def call(*args):
+            c = self.client()
+            try:
+                c("SELECT", db)
+                return c(*args)
+            finally:
+                c.close()
+        return call
+
     def __call__(self, *args):
         c = self.client()
         try:
