@@ -227,6 +227,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
 
 static rconn_t *check_conn(lua_State *L) { return luaL_checkudata(L, 1, CONN_MT); }
 
+/* Pushes nil, "closed"  [-0, +2, m] */
 static int closed_result(lua_State *L) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
