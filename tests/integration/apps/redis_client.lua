@@ -116,20 +116,21 @@ function Subscribe:get()
   local got, done = {}, locks.Event()
   local ok, err = r:subscribe(self:get_argument("ch"), function(message, channel)
     got[#got + 1] = channel .. "=" .. message
-    done:set()
   end)
   if not ok then return self:write("error:" .. err) end
+  -- Redis sends a message to the channel's subscribers before the
+  -- patterns', and each runs as a task in that order: once a pattern's
+  -- copy is here, so is the channel's.
   local pok, perr = r:psubscribe(self:get_argument("ch") .. "*", function(message, channel, pattern)
     got[#got + 1] = pattern .. ">" .. channel .. "=" .. message
+    done:set()
   end)
   if not pok then return self:write("error:" .. perr) end
   done:wait(10)
-  gust.sleep(0.05) -- the pattern's copy comes with it
   local get_in_sub = show(r:get("x"))
   r:unsubscribe()
   r:punsubscribe()
   r:close()
-  table.sort(got)
   self:write({ got = got, get_in_sub = get_in_sub, after_close = show(r:get("x")) })
 end
 
