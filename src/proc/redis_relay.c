@@ -241,8 +241,8 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
         outage(r, "no answer within 5 s");
 }
 
-/* Frees both connections (what they still owed is counted as dropped);
- * with `retry`, tries again after the backoff. */
+/* Frees both connections; the messages they still owed a reply for are
+ * counted as dropped (on_publish gets no reply). */
 static void drop_connections(gust_relay_t *r) {
     unsigned freeing = r->freeing;
     r->freeing = 1; /* their disconnect callbacks are ours */
