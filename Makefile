@@ -12,7 +12,7 @@ PACKAGES = cmake pkg-config gcc make libluajit2-5.1-dev luajit2 libevent-dev \
            node-llhttp libssl-dev zlib1g-dev libxxhash-dev lua-cjson \
            lua-busted lua-filesystem curl python3 clang libclang-rt-14-dev \
            nginx libnginx-mod-http-lua openssl lua-check pandoc clang-format \
-           chromium
+           chromium libhiredis-dev redis-server redis-tools haproxy
 
 .PHONY: all deps build asan run test test-c test-lua test-integration \
         test-asan install clean docs

@@ -1,7 +1,8 @@
 -- gust.pubsub: channels across the connections of a worker and across the
 -- workers of a server (DESIGN §4.9). A message published in one worker is
 -- fanned out to its own subscribers here and sent once to the master, which
--- relays it to the other workers' pubsub modules.
+-- relays it to the other workers' pubsub modules and, with --redis, to the
+-- other servers (src/proc/redis_relay.c).
 --
 --   local sub = pubsub.subscribe("room", function(message, channel) ... end)
 --   pubsub.publish("room", "hello")      -- returns at once

@@ -105,6 +105,11 @@ char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
     for (int i = 0; i < GUST_REPLACED_REASONS; i++)
         put(&b, "gust_workers_replaced_total{reason=\"%s\"} %llu\n", reasons[i],
             (unsigned long long)LOAD(m->replaced[i]));
+    put(&b,
+        "# HELP gust_pubsub_dropped_total Pub/sub messages dropped: published while Redis "
+        "was unreachable or too far behind (--redis), or refused by a busy worker.\n"
+        "# TYPE gust_pubsub_dropped_total counter\ngust_pubsub_dropped_total %llu\n",
+        (unsigned long long)LOAD(m->pubsub_dropped));
     *len = b.len;
     return b.p;
 }

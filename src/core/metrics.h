@@ -36,6 +36,7 @@ typedef struct gust_metrics {
     uint64_t duration_us_sum, duration_count;
     int64_t connections_open, websockets_open;
     uint64_t replaced[GUST_REPLACED_REASONS];
+    uint64_t pubsub_dropped; /* messages that missed Redis or a worker */
     gust_metrics_slot_t slot[GUST_METRICS_SLOTS];
 } gust_metrics_t;
 

@@ -18,6 +18,7 @@
 #include "lua_crypto.h"
 #include "lua_httpclient.h"
 #include "lua_pubsub.h"
+#include "lua_redis.h"
 #include "lua_request.h"
 #include "lua_sched.h"
 #include "lua_shdict.h"
@@ -349,6 +350,7 @@ GUST_API int luaopen_gust_core(lua_State *L) {
     gust_pubsub_open(L, s);
     gust_thread_open(L, s);
     gust_shdict_open(L, s);
+    gust_redis_open(L, s);
     gust_crypto_open(L);
     /* The reason phrases, from the one table the core answers with. */
     lua_createtable(L, 0, 80);

@@ -14,6 +14,7 @@
 
 #include "gust.h"
 #include "master.h"
+#include "core/redis_url.h"
 
 static void usage(FILE *f) {
     fputs("usage: gust [OPTIONS] APP.lua\n"
@@ -27,6 +28,8 @@ static void usage(FILE *f) {
           "      --log-level LEVEL   error|warn|info|debug (default info)\n"
           "      --drain-timeout S   seconds to finish work on reload/stop (default 10)\n"
           "      --check             load the app, report errors, exit 0/1\n"
+          "      --redis URL         span pubsub channels across servers through Redis\n"
+          "                          (redis://[:password@]host[:port][/db] or unix:///path)\n"
           "      --metrics PATH      serve Prometheus metrics at PATH\n"
           "      --block-warn MS     log handlers that hold the loop longer (default 200)\n"
           "      --block-kill S      replace a worker whose loop is held S seconds\n"
@@ -147,7 +150,8 @@ int main(int argc, char **argv) {
     gust_config_init(&cfg);
     int check = 0, workers = 1, reload = 0, opt;
     char unix_addr[4096] = "";
-    const char *unsupported = NULL;
+    static gust_redis_url_t redis;
+    int has_redis = 0;
 
     while ((opt = getopt_long(argc, argv, "p:b:w:", options, NULL)) != -1) {
         switch (opt) {
@@ -180,7 +184,15 @@ int main(int argc, char **argv) {
         case OPT_RELOAD: reload = 1; break;
         case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
         case OPT_TLS_KEY: cfg.tls_key = optarg; break;
-        case OPT_REDIS: unsupported = "--redis"; break;
+        case OPT_REDIS: {
+            char err[GUST_ERR_LEN];
+            if (gust_redis_url_parse(optarg, &redis, err, sizeof err) != 0) {
+                fprintf(stderr, "gust: invalid --redis URL: %s\n", err);
+                return 2;
+            }
+            has_redis = 1;
+            break;
+        }
         case OPT_METRICS:
             if (optarg[0] != '/') {
                 fprintf(stderr, "gust: --metrics takes a path such as /metrics\n");
@@ -196,10 +208,6 @@ int main(int argc, char **argv) {
     if (optind != argc - 1) {
         fprintf(stderr, optind == argc ? "gust: missing APP.lua\n" : "gust: one APP.lua only\n");
         usage(stderr);
-        return 2;
-    }
-    if (unsupported) {
-        fprintf(stderr, "gust: %s is not available in this build yet\n", unsupported);
         return 2;
     }
     const char *app = argv[optind];
@@ -235,6 +243,6 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    gust_master_opts_t o = {cfg, app, workers, reload};
+    gust_master_opts_t o = {cfg, app, workers, reload, has_redis ? &redis : NULL};
     return gust_master_run(&o);
 }

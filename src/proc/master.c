@@ -33,6 +33,7 @@
 #include "core/shdict.h"
 #include "lua/lua_pubsub.h"
 #include "lua/server.h"
+#include "redis_relay.h"
 
 enum { W_STARTING, W_READY, W_DRAINING };
 
@@ -70,6 +71,7 @@ typedef struct master {
     struct event *sig[5], *respawn_ev, *reload_ev, *watch_ev, *load_ev, *dog_ev;
     int inotify_fd;
     gust_metrics_t *metrics; /* shared by every worker, across reloads */
+    gust_relay_t *relay;     /* --redis: to the other servers, or NULL */
 } master_t;
 
 static master_t *the_master; /* for the forked child to release */
@@ -450,26 +452,57 @@ static void worker_main(master_t *m, int ready_fd, int slot, int bus_fd) {
     for (int i = 0; i < m->nw; i++)
         if (m->w[i].bus_fd >= 0)
             close(m->w[i].bus_fd);
+    gust_relay_forget(m->relay); /* Redis talks to the master only */
     exit(gust_worker_run(m->o, m->listen_fd, ready_fd, m->metrics, slot, bus_fd));
 }
 
-/* A pubsub message from a worker goes to every other worker (DESIGN §4.9):
- * the master relays, it never looks inside. A worker too busy to take one
- * loses it rather than stall the master. */
+/* Hands a bus packet to every worker but the one on `except_fd`. A worker
+ * too busy to take it loses it (counted) rather than stall the master. */
+static void send_to_workers(master_t *m, const struct iovec *iov, int iovcnt, int except_fd) {
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = (struct iovec *)iov;
+    mh.msg_iovlen = (size_t)iovcnt;
+    for (int i = 0; i < m->nw; i++) {
+        worker_t *w = &m->w[i];
+        if (w->bus_fd < 0 || w->bus_fd == except_fd)
+            continue;
+        if (sendmsg(w->bus_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+            __atomic_fetch_add(&m->metrics->pubsub_dropped, 1, __ATOMIC_RELAXED);
+            fprintf(stderr, "gust: pubsub: worker %d missed a message: %s\n", (int)w->pid,
+                    strerror(errno));
+        }
+    }
+}
+
+/* A pubsub message from a worker goes to every other worker (DESIGN §4.9)
+ * and, with --redis, to the other servers: the master relays, it never
+ * looks inside beyond the channel. */
 static void on_bus(evutil_socket_t fd, short what, void *arg) {
     master_t *m = arg;
     char msg[GUST_BUS_MAX];
     ssize_t n = recv(fd, msg, sizeof msg, MSG_DONTWAIT);
     if (n <= 0)
         return; /* EOF: the worker is exiting; on_child cleans up */
-    for (int i = 0; i < m->nw; i++) {
-        worker_t *w = &m->w[i];
-        if (w->bus_fd < 0 || w->bus_fd == fd)
-            continue;
-        if (send(w->bus_fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-            fprintf(stderr, "gust: pubsub: worker %d missed a message: %s\n", (int)w->pid,
-                    strerror(errno));
+    struct iovec iov = {msg, (size_t)n};
+    send_to_workers(m, &iov, 1, fd);
+    size_t clen = (unsigned char)msg[0] | (size_t)(unsigned char)msg[1] << 8;
+    if (m->relay && n >= 2 && (size_t)n >= 2 + clen)
+        gust_relay_publish(m->relay, msg + 2, clen, msg + 2 + clen, (size_t)n - 2 - clen);
+}
+
+/* A message from another server, through Redis: to every worker, in the
+ * bus's packet form ([u16 channel length][channel][message]). */
+static void on_redis_message(const char *channel, size_t clen, const char *msg, size_t mlen,
+                             void *arg) {
+    master_t *m = arg;
+    if (clen > 0xffff || 2 + clen + mlen > GUST_BUS_MAX) {
+        __atomic_fetch_add(&m->metrics->pubsub_dropped, 1, __ATOMIC_RELAXED);
+        return;
     }
+    unsigned char head[2] = {(unsigned char)(clen & 0xff), (unsigned char)(clen >> 8)};
+    struct iovec iov[3] = {{head, 2}, {(void *)channel, clen}, {(void *)msg, mlen}};
+    send_to_workers(m, iov, 3, -1);
 }
 
 /* The lowest metrics slot no live worker holds. */
@@ -578,6 +611,12 @@ int gust_master_run(const gust_master_opts_t *o) {
         }
     }
     m.metrics = gust_metrics_new(1);
+    if (o->redis) {
+        const char *lvl = c->log_level ? c->log_level : "info";
+        int info = strcmp(lvl, "info") == 0 || strcmp(lvl, "debug") == 0;
+        m.relay = gust_relay_new(m.base, o->redis, &m.metrics->pubsub_dropped, info,
+                                 on_redis_message, &m);
+    }
     m.gen = 1;
     gust_shdict_set_owner_env(getpid()); /* workers open the shared dicts by it */
     for (int i = 0; i < o->workers; i++)
@@ -610,6 +649,7 @@ int gust_master_run(const gust_master_opts_t *o) {
     while (m.nw)
         drop(&m, 0);
     free(m.w);
+    gust_relay_free(m.relay);
     if (m.listen_fd >= 0)
         close(m.listen_fd);
     if (strncmp(c->bind, "unix:", 5) == 0)

@@ -6,12 +6,14 @@
 
 #include "gust.h"
 #include "core/metrics.h"
+#include "core/redis_url.h"
 
 typedef struct gust_master_opts {
     gust_config_t cfg;
     const char *app;
-    int workers; /* >= 1 */
-    int reload;  /* watch the app's directory */
+    int workers;                   /* >= 1 */
+    int reload;                    /* watch the app's directory */
+    const gust_redis_url_t *redis; /* --redis: pubsub across servers, or NULL */
 } gust_master_opts_t;
 
 /* Binds, forks the workers and supervises them until stopped.

@@ -171,7 +171,7 @@ local MODULES = {
   { "gust.locks", "locks" }, { "gust.queues", "queues" },
   { "gust.template", "template" }, { "gust.escape", "escape" },
   { "gust.httputil", "httputil" }, { "gust.wsapi", "wsapi" },
-  { "gust.pubsub", "pubsub" }, { "gust.shared", "shared" },
+  { "gust.pubsub", "pubsub" }, { "gust.shared", "shared" }, { "gust.redis", "redis" },
   { "gust.testing", "testing" }, { "gust.log", "log" },
 }
 

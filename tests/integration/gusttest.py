@@ -382,3 +382,162 @@ def get(port, path, headers=None, timeout=5.0):
         return r.status, r.headers, r.read()
     finally:
         c.close()
+
+
+# ---- Redis for the --redis and gust.redis tests ------------------------------
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisError(Exception):
+    """An error reply."""
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise EOFError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RedisError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise AssertionError("bad RESP line %r" % line)
+
+
+class RedisClient:
+    """A blocking RESP client for the tests' own checks (not gust's)."""
+
+    def __init__(self, port=None, unix=None, timeout=5):
+        if unix:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(unix)
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.f = self.sock.makefile("rb")
+
+    def send(self, *args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.sock.sendall(b"".join(out))
+
+    def read(self):
+        return _resp_read(self.f)
+
+    def __call__(self, *args):
+        self.send(*args)
+        return self.read()
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free 127.0.0.1 port (and a Unix
+    socket), no persistence; stop(), start() again on the same port,
+    pause()/resume() (SIGSTOP/SIGCONT)."""
+
+    def __init__(self, password=None, port=None):
+        import tempfile
+        self.port = port or free_port()
+        self.password = password
+        self.dir = tempfile.mkdtemp(prefix="gust-redis-")
+        self.unix = os.path.join(self.dir, "redis.sock")
+        self.proc = None
+        self.start()
+
+    def url(self, db=None):
+        auth = ":%s@" % self.password if self.password else ""
+        return "redis://%s127.0.0.1:%d%s" % (auth, self.port, "/%d" % db if db is not None else "")
+
+    def start(self, timeout=10):
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--dir", self.dir,
+               "--unixsocket", self.unix, "--unixsocketperm", "700", "--daemonize", "no",
+               "--loglevel", "warning"]
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                c = self.client()
+                try:
+                    if c("PING") == "PONG":
+                        return
+                finally:
+                    c.close()
+            except (OSError, EOFError, RedisError):
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("redis-server did not start on port %d" % self.port)
+            time.sleep(0.02)
+
+    def client(self):
+        c = RedisClient(self.port)
+        if self.password:
+            c("AUTH", self.password)
+        return c
+
+    def client_db(self, db):
+        """A one-command caller on database db."""
+        def call(*args):
+            c = self.client()
+            try:
+                c("SELECT", db)
+                return c(*args)
+            finally:
+                c.close()
+        return call
+
+    def __call__(self, *args):
+        c = self.client()
+        try:
+            return c(*args)
+        finally:
+            c.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+        self.stop()
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
