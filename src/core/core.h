@@ -87,7 +87,7 @@ struct gust_core {
     gust_drain_hook_t drain[GUST_DRAIN_HOOKS];
     struct event drain_ev, drain_check_ev;
 
-    char rbuf[16384]; /* connections read here first (conn.c) */
+    char rbuf[65536]; /* connections and streams read here first (conn.c, stream.c) */
     time_t date_time;
     char date[GUST_HTTP_DATE_LEN + 1];
 };

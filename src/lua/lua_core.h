@@ -23,6 +23,21 @@ void gust_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
  * upvalue, not looked up by name. */
 void *gust_lua_checkself(lua_State *L, const char *name);
 
+/* The same for the methods run per request or per message, at a third of
+ * the cost: their struct's first member is a tag, the address of a static
+ * of its binding, so a userdata of the struct's size holding that tag is
+ * one (no other userdata holds the address). Anything else goes through
+ * gust_lua_checkself, for the same error. */
+static inline void *gust_lua_checktag(lua_State *L, const void *tag, size_t size,
+                                      const char *name) {
+    if (lua_type(L, 1) == LUA_TUSERDATA && lua_objlen(L, 1) == size) {
+        void *p = lua_touserdata(L, 1);
+        if (*(const void *const *)p == tag)
+            return p;
+    }
+    return gust_lua_checkself(L, name);
+}
+
 /* Field `name` of the options table at idx: nil gives `dflt`; a value of
  * the wrong type raises "option NAME: number expected". */
 double gust_lua_opt_number(lua_State *L, int idx, const char *name, double dflt);

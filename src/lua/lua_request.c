@@ -32,7 +32,10 @@
 #define REQUEST_MT "gust.request"
 #define BODY_PARTS_INLINE 16
 
+static const char request_tag = 'R'; /* lreq_t.tag: see gust_lua_checktag */
+
 typedef struct lreq {
+    const void *tag;     /* &request_tag */
     gust_request_t *req; /* NULL once the request is over */
     gust_server_t *server;
     int ref;       /* anchors the handle while the request outlives its first run */
@@ -44,7 +47,7 @@ static const char dispatch_key = 'D'; /* registry: the dispatch trampoline */
 static const char request_mt_key = 'M';
 
 static gust_request_t *check_req(lua_State *L) {
-    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
+    lreq_t *h = gust_lua_checktag(L, &request_tag, sizeof(lreq_t), REQUEST_MT);
     return h->req;
 }
 
@@ -72,6 +75,7 @@ static void on_request(gust_request_t *r, void *arg) {
     lreq_t *h = lua_newuserdata(co, sizeof *h);
     lua_rawgeti(co, LUA_REGISTRYINDEX, lh->request_mt_ref);
     lua_setmetatable(co, -2);
+    h->tag = &request_tag;
     h->req = r;
     h->server = s;
     h->flush_ref = LUA_NOREF;
@@ -358,7 +362,7 @@ static int req_finish(lua_State *L) {
 /* req:flush(status, reason?, headers?, body?) -> true | nil, "closed";
  * yields until the socket has taken the data  [-(2..5), +1|2, e] */
 static int req_flush(lua_State *L) {
-    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
+    lreq_t *h = gust_lua_checktag(L, &request_tag, sizeof(lreq_t), REQUEST_MT);
     gust_request_t *r = h->req;
     if (!r)
         return closed(L);
@@ -415,7 +419,7 @@ static int req_send_file(lua_State *L) {
  * request.connection.detach(); the way to a WebSocket or a tunnel)
  * [-1, +1|2, e] */
 static int req_detach(lua_State *L) {
-    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
+    lreq_t *h = gust_lua_checktag(L, &request_tag, sizeof(lreq_t), REQUEST_MT);
     gust_request_t *r = h->req;
     if (!r)
         return closed(L);
@@ -455,7 +459,7 @@ static int req_abort(lua_State *L) {
 /* req:_fail(err) -- the dispatch trampoline's error path: log, then a 500
  * or a cut connection  [-2, +0, e] */
 static int req_fail(lua_State *L) {
-    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
+    lreq_t *h = gust_lua_checktag(L, &request_tag, sizeof(lreq_t), REQUEST_MT);
     const char *err = lua_tostring(L, 2);
     gust_log(&h->server->core->log, GUST_LOG_ERROR, "uncaught error in handler: %s",
              err ? err : "(error object is not a string)");
@@ -468,7 +472,7 @@ static int req_fail(lua_State *L) {
 
 /* __tostring  [-1, +1, e] */
 static int req_tostring(lua_State *L) {
-    lreq_t *h = gust_lua_checkself(L, REQUEST_MT);
+    lreq_t *h = gust_lua_checktag(L, &request_tag, sizeof(lreq_t), REQUEST_MT);
     lua_pushfstring(L, "gust.request (%s)", h->req ? "open" : "closed");
     return 1;
 }

@@ -32,6 +32,7 @@ struct gust_sched {
     int pool_len;
     int pool_ref;  /* registry ref of the anchoring table; LUA_NOREF until used */
     int depth;     /* resumes in progress (1: Lua holds the loop) */
+    int batch;     /* gust_sched_batch_begin nesting */
     double t0;     /* when the outermost one began */
     int warned;    /* this hold was reported while it lasted */
     int profiling; /* the LuaJIT profiler samples this state */
@@ -298,7 +299,22 @@ void gust_sched_push(gust_server_t *s, gust_run_t run) {
         sc->runq = gust_realloc(sc->runq, sc->runq_cap * sizeof *sc->runq);
     }
     sc->runq[sc->runq_len++] = run;
-    gust_core_defer(s->core);
+    if (!sc->batch)
+        gust_core_defer(s->core);
+}
+
+void gust_sched_batch_begin(gust_sched_t *sc) {
+    if (sc)
+        sc->batch++;
+}
+
+void gust_sched_batch_end(gust_sched_t *sc) {
+    if (!sc || --sc->batch > 0 || sc->runq_len == 0)
+        return;
+    /* What a run queues meanwhile waits for the deferred callbacks, as
+     * usual. */
+    if (sc->depth > 0 || gust_sched_run_queue(sc))
+        gust_core_defer(sc->server->core);
 }
 
 int gust_sched_disown(gust_sched_t *sc, int co_ref) {

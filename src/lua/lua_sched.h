@@ -37,6 +37,13 @@ void gust_sched_free(gust_sched_t *sc);
 int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs);
 /* Queues a run for the next loop iteration. */
 void gust_sched_push(gust_server_t *s, gust_run_t run);
+/* Wake-ups pushed from begin to end run at end, from the loop callback
+ * that caused them (a message read wakes its reader there), instead of on
+ * the deferred callbacks' next pass: an event activation and a dispatch
+ * less each. For loop callbacks; the caller must not touch what the runs
+ * may free after end. NULL (the state is closing) is a no-op. */
+void gust_sched_batch_begin(gust_sched_t *sc);
+void gust_sched_batch_end(gust_sched_t *sc);
 /* A KEPT entry leaves the coroutine's ref to whoever woke it (a waiter that
  * waits again and again on one object keeps one ref). That owner, letting
  * go of the ref, calls this first: 1 when a queued entry took it over (and

@@ -77,7 +77,10 @@ typedef struct ws_item {
     char data[];
 } ws_item_t;
 
+static const char ws_tag = 'W'; /* lws_t.tag: see gust_lua_checktag */
+
 typedef struct lws {
+    const void *tag; /* &ws_tag */
     gust_server_t *server;
     gust_stream_t *st; /* our reference; NULL once the connection ended */
     gust_ws_codec_t codec;
@@ -497,7 +500,13 @@ static void process(lws_t *ws) {
 
 /* ---- stream and timer callbacks -------------------------------------------- */
 
-static void on_read(gust_stream_t *st, void *arg) { process(arg); }
+static void on_read(gust_stream_t *st, void *arg) {
+    lws_t *ws = arg;
+    gust_sched_t *sc = ws->server->sched;
+    gust_sched_batch_begin(sc);
+    process(ws);
+    gust_sched_batch_end(sc); /* last: the reader runs, and may let go of ws */
+}
 
 static void on_drain(gust_stream_t *st, void *arg) {
     lws_t *ws = arg;
@@ -557,7 +566,7 @@ static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- methods ---------------------------------------------------------------- */
 
-#define check_ws(L) ((lws_t *)gust_lua_checkself(L, WS_MT))
+#define check_ws(L) ((lws_t *)gust_lua_checktag(L, &ws_tag, sizeof(lws_t), WS_MT))
 
 /* Not a binding: the tail of the methods below once the connection is
  * closed. Pushes nil, "closed"  [-0, +2, m] */
@@ -800,6 +809,7 @@ static int core_websocket(lua_State *L) {
     }
     lws_t *ws = lua_newuserdata(L, sizeof *ws);
     memset(ws, 0, sizeof *ws);
+    ws->tag = &ws_tag;
     ws->server = s;
     ws->owner = L;
     ws->self_ref = ws->read_ref = ws->write_ref = ws->reader_ref = LUA_NOREF;
