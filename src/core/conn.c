@@ -1,18 +1,28 @@
 /*
  * conn.c -- gust_conn_t (conn.h): HTTP/1.1 over one accepted socket.
  *
- * A connection owns its socket, two evbuffers and three events (read, write,
- * one timer for whichever deadline applies). It reads, feeds the parser, and
- * hands each complete request to the listener's handler (request.c), one at
- * a time so that pipelined requests are answered in order. Output is written
- * at once when the socket takes it; only the rest waits for EV_WRITE, so a
- * keep-alive request costs one read and one write.
+ * A connection owns its socket and two events (read, one timer for
+ * whichever deadline applies). It reads, feeds the parser, and hands each
+ * complete request to the listener's handler (request.c), one at a time so
+ * that pipelined requests are answered in order. Output is written at once
+ * when the socket takes it; only the rest waits, in an output buffer, for a
+ * write event, so a keep-alive request costs one read and one write and
+ * touches neither.
+ *
+ * Memory follows the work: the parser and the request come from the core's
+ * free list when a request begins arriving; the input buffer is made when
+ * bytes must wait for the next read (a partial or pipelined request, TLS),
+ * the output buffer and the write event when a write must wait. An idle
+ * connection gives all of them back (conn_rest), so that it costs little
+ * more than its struct.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -40,10 +50,79 @@ static void conn_process(gust_conn_t *c);
 
 void gust_conn_incref(gust_conn_t *c) { c->refs++; }
 
+static size_t in_len(const gust_conn_t *c) { return c->in ? evbuffer_get_length(c->in) : 0; }
+
+static size_t out_len(const gust_conn_t *c) { return c->out ? evbuffer_get_length(c->out) : 0; }
+
+/* The buffer *b, made if there is none yet. */
+static struct evbuffer *buffer(struct evbuffer **b) {
+    if (!*b && !(*b = evbuffer_new())) {
+        fputs("gust: out of memory allocating a buffer\n", stderr);
+        abort();
+    }
+    return *b;
+}
+
+static void buffer_free(struct evbuffer **b) {
+    if (*b)
+        evbuffer_free(*b);
+    *b = NULL;
+}
+
+/* The state of the request arriving or in flight, taken from the core's
+ * free list (or made) when there is none. A state on the free list is
+ * between requests: its parser is at the start of one. */
+static gust_conn_req_t *conn_req(gust_conn_t *c) {
+    gust_conn_req_t *q = c->rq;
+    if (q)
+        return q;
+    gust_core_t *s = c->core;
+    q = s->free_reqs;
+    if (q) {
+        s->free_reqs = q->next_free;
+        s->nfree_reqs--;
+        q->msg.limits = &c->listener->limits;
+    } else {
+        q = gust_calloc(1, sizeof *q);
+        gust_http_request_init(&q->msg, &c->listener->limits);
+    }
+    q->t_start = 0;
+    c->rq = q;
+    return q;
+}
+
+/* Gives the request state back. `clean`: its parser is between requests
+ * (the connection went idle); else whatever it was in the middle of is
+ * forgotten first. */
+static void req_put(gust_core_t *s, gust_conn_req_t *q, int clean) {
+    if (s->nfree_reqs >= GUST_CONN_REQ_FREE_MAX) {
+        gust_http_request_free(&q->msg);
+        gust_free(q);
+        return;
+    }
+    if (!clean)
+        gust_http_request_recycle(&q->msg, NULL);
+    q->next_free = s->free_reqs;
+    s->free_reqs = q;
+    s->nfree_reqs++;
+}
+
+void gust_conn_free_list_clear(gust_core_t *s) {
+    while (s->free_reqs) {
+        gust_conn_req_t *q = s->free_reqs;
+        s->free_reqs = q->next_free;
+        gust_http_request_free(&q->msg);
+        gust_free(q);
+    }
+    s->nfree_reqs = 0;
+}
+
 void gust_conn_decref(gust_conn_t *c) {
     if (--c->refs > 0)
         return;
-    gust_http_request_free(&c->msg);
+    if (c->rq)
+        req_put(c->core, c->rq, 0);
+    gust_free(c->wev); /* deleted by gust_conn_close() */
     gust_free(c);
 }
 
@@ -80,6 +159,46 @@ static void set_reading(gust_conn_t *c, int on) {
         event_del(&c->rev);
 }
 
+/* Waits for writable: output is queued, or a TLS handshake step must
+ * write. The event is made the first time a write has to wait. */
+static void want_write(gust_conn_t *c) {
+    if (c->writing)
+        return;
+    c->writing = 1;
+    if (!c->wev) {
+        c->wev = gust_malloc(sizeof *c->wev);
+        event_assign(c->wev, c->core->base, c->fd, EV_WRITE | EV_PERSIST, on_write, c);
+    }
+    event_add(c->wev, NULL);
+}
+
+static void stop_writing(gust_conn_t *c) {
+    if (!c->writing)
+        return;
+    c->writing = 0;
+    event_del(c->wev);
+}
+
+/* An idle connection with nothing buffered gives back what only a busy one
+ * needs: the request state, the input buffer and, once nothing waits to be
+ * written, the output buffer and the write event. Not while a request it
+ * dispatched is in its handler's call: the caller may still look at the
+ * request after the response (after_feed() rests the connection then). */
+static void conn_rest(gust_conn_t *c) {
+    if (c->state != CONN_IDLE || c->close_after || c->in_dispatch || in_len(c))
+        return;
+    if (c->rq) {
+        req_put(c->core, c->rq, 1);
+        c->rq = NULL;
+    }
+    buffer_free(&c->in);
+    if (c->writing || out_len(c))
+        return;
+    buffer_free(&c->out);
+    gust_free(c->wev); /* not pending: stop_writing() deleted it */
+    c->wev = NULL;
+}
+
 void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int salen) {
     gust_core_t *s = l->core;
     if (s->stopping) {
@@ -93,7 +212,6 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     c->fd = fd;
     c->refs = 1;
     c->state = CONN_IDLE;
-    gust_http_request_init(&c->msg, &l->limits);
     if (sa->sa_family == AF_INET) {
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->remote_ip,
                   sizeof c->remote_ip);
@@ -106,10 +224,7 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     c->is_tcp = sa->sa_family != AF_UNIX;
     if (s->tls_ctx && gust_tls_accept(&c->tls, s->tls_ctx, fd) != 0)
         gust_log(&s->log, GUST_LOG_ERROR, "tls: cannot set up a connection");
-    c->in = evbuffer_new();
-    c->out = evbuffer_new();
     event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
-    event_assign(&c->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     evtimer_assign(&c->timer, s->base, on_timer, c);
     c->next = s->conns;
     if (s->conns)
@@ -125,18 +240,17 @@ void gust_conn_close(gust_conn_t *c) {
     if (c->state == CONN_CLOSED)
         return;
     gust_core_t *s = c->core;
-    int in_flight = c->state == CONN_HANDLING && c->req.conn;
+    gust_request_t *in_flight = c->state == CONN_HANDLING && c->rq->req.conn ? &c->rq->req : NULL;
     c->state = CONN_CLOSED;
     event_del(&c->rev);
-    event_del(&c->wev);
+    stop_writing(c);
     evtimer_del(&c->timer);
     gust_tls_close(&c->tls, c->fd >= 0);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    evbuffer_free(c->in);
-    evbuffer_free(c->out);
-    c->in = c->out = NULL;
+    buffer_free(&c->in);
+    buffer_free(&c->out);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -148,9 +262,9 @@ void gust_conn_close(gust_conn_t *c) {
     /* Tell the handler its client left before the request goes; the log
      * says so as nginx does (499), or keeps the status a cut response had. */
     if (in_flight) {
-        gust_conn_log_access(c, c->req.started ? c->req.resp_status : 499, 0);
-        gust_request_client_left(&c->req);
-        gust_request_over(&c->req);
+        gust_conn_log_access(c, in_flight->started ? in_flight->resp_status : 499, 0);
+        gust_request_client_left(in_flight);
+        gust_request_over(in_flight);
     }
     gust_listener_decref(c->listener);
     c->listener = NULL;
@@ -187,7 +301,7 @@ void gust_conn_process_pending(gust_core_t *s) {
 void gust_conn_write(gust_conn_t *c, const void *data, size_t len) {
     if (c->state == CONN_CLOSED || !len)
         return;
-    if (!c->tls.ssl && !c->writing && evbuffer_get_length(c->out) == 0) {
+    if (!c->tls.ssl && !c->writing && out_len(c) == 0) {
         ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n == (ssize_t)len)
             return;
@@ -196,14 +310,14 @@ void gust_conn_write(gust_conn_t *c, const void *data, size_t len) {
             len -= (size_t)n;
         } /* else an error the next gust_conn_send() meets again and handles */
     }
-    evbuffer_add(c->out, data, len);
+    evbuffer_add(buffer(&c->out), data, len);
 }
 
 /* Half-closes and waits briefly for the peer's EOF, so that unread input
  * does not turn our last response into a reset (lingering close). A peer
  * that sent nothing beyond what was answered is simply closed. */
 static void linger(gust_conn_t *c) {
-    if (!c->unread_input && evbuffer_get_length(c->in) == 0) {
+    if (!c->unread_input && in_len(c) == 0) {
         gust_conn_close(c);
         return;
     }
@@ -220,7 +334,7 @@ void gust_conn_write_file(gust_conn_t *c, int fd, off_t offset, off_t length) {
         return;
     }
     if (!c->tls.ssl) {
-        evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)length); /* owns fd */
+        evbuffer_add_file(buffer(&c->out), fd, (ev_off_t)offset, (ev_off_t)length); /* owns fd */
         return;
     }
     /* TLS encrypts in user space: the file is mapped, not sendfile()d. */
@@ -230,14 +344,14 @@ void gust_conn_write_file(gust_conn_t *c, int fd, off_t offset, off_t length) {
         close(fd);
         return;
     }
-    evbuffer_add_file_segment(c->out, seg, 0, (ev_off_t)length);
+    evbuffer_add_file_segment(buffer(&c->out), seg, 0, (ev_off_t)length);
     evbuffer_file_segment_free(seg); /* the buffer holds its own reference */
 }
 
 int gust_conn_send(gust_conn_t *c) {
     if (c->state == CONN_CLOSED)
         return 0;
-    while (evbuffer_get_length(c->out) > 0) {
+    while (out_len(c) > 0) {
         if (c->tls.ssl) {
             const char *err = NULL;
             int n = gust_tls_write(&c->tls, c->out, &err);
@@ -263,17 +377,11 @@ int gust_conn_send(gust_conn_t *c) {
         if (n == 0)
             break;
     }
-    if (evbuffer_get_length(c->out) > 0) {
-        if (!c->writing) {
-            c->writing = 1;
-            event_add(&c->wev, NULL);
-        }
+    if (out_len(c) > 0) {
+        want_write(c);
         return 0;
     }
-    if (c->writing) {
-        c->writing = 0;
-        event_del(&c->wev);
-    }
+    stop_writing(c);
     if (c->close_after && c->state != CONN_HANDLING)
         linger(c);
     return 1;
@@ -284,21 +392,20 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
     if (c->tls.read_wants_write) {
         /* The handshake wrote what it had to: read on. */
         c->tls.read_wants_write = 0;
-        if (evbuffer_get_length(c->out) == 0) {
-            c->writing = 0;
-            event_del(&c->wev);
-        }
+        if (out_len(c) == 0)
+            stop_writing(c);
         on_read(fd, EV_READ, c);
         return;
     }
     gust_conn_incref(c);
     if (gust_conn_send(c)) {
-        if (c->req.flushing)
-            gust_request_flushed(&c->req, 1);
+        if (c->state == CONN_HANDLING && c->rq->req.flushing)
+            gust_request_flushed(&c->rq->req, 1);
         if (c->state == CONN_IDLE && !c->close_after) {
+            /* The output is out: the next request, or rest (not from
+             * inside this event's own callback). */
             set_reading(c, 1);
-            if (evbuffer_get_length(c->in) > 0)
-                schedule(c);
+            schedule(c);
         }
     }
     gust_conn_decref(c);
@@ -312,7 +419,8 @@ void gust_conn_write_simple(gust_conn_t *c, int status, const char *ctype, const
     gust_http_head_t hd;
     gust_http_head_init(&hd, status, NULL, 0);
     gust_http_head_add(&hd, "Content-Type", 12, ctype, strlen(ctype));
-    gust_http_head_frame_t f = {c->msg.http_minor, gust_core_date(c->core), (long long)blen, 0, 0,
+    int http_minor = c->rq ? c->rq->msg.http_minor : 1;
+    gust_http_head_frame_t f = {http_minor, gust_core_date(c->core), (long long)blen, 0, 0,
                                 keep_alive};
     char storage[512];
     gust_buf_t b;
@@ -339,24 +447,25 @@ static void reject(gust_conn_t *c, int status, const char *why) {
              c->remote_ip, why ? why : "bad request");
     char body[160];
     size_t blen = gust_error_page(status, body, sizeof body);
-    c->msg.http_minor = 1; /* a rejected request may not have said which */
+    c->rq->msg.http_minor = 1; /* a rejected request may not have said which */
     gust_conn_write_simple(c, status, "text/html; charset=UTF-8", body, blen, 0);
     c->close_after = 1;
     c->unread_input = 1; /* the rest of what it sent is never read */
     c->state = CONN_IDLE;
-    evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    buffer_free(&c->in);
     gust_conn_send(c);
 }
 
 /* Feeds one span to the parser, with the state changes that brings (the
  * header deadline, 100-continue). Returns the bytes used. */
 static size_t feed(gust_conn_t *c, const char *data, size_t avail) {
-    gust_http_request_t *r = &c->msg;
+    gust_conn_req_t *q = conn_req(c);
+    gust_http_request_t *r = &q->msg;
     gust_listener_t *l = c->listener;
     size_t used = gust_http_request_feed(r, data, avail);
     if (r->begun && c->state == CONN_IDLE) {
         c->state = CONN_READING;
-        c->t_start = gust_now();
+        q->t_start = gust_now();
         /* A request that came whole in this read is handled at once. */
         if (!r->complete && !r->status)
             set_timer(c, l->header_tv, l->header_s);
@@ -377,7 +486,8 @@ static size_t feed(gust_conn_t *c, const char *data, size_t avail) {
 /* What a fed request leads to: a rejection, a dispatch, or more waiting.
  * Returns 1 when the connection is ready for the next request now. */
 static int after_feed(gust_conn_t *c) {
-    gust_http_request_t *r = &c->msg;
+    gust_conn_req_t *q = c->rq;
+    gust_http_request_t *r = &q->msg;
     if (r->status) {
         reject(c, r->status, r->error);
         return 0;
@@ -386,19 +496,22 @@ static int after_feed(gust_conn_t *c) {
         return 0;
     c->state = CONN_HANDLING;
     set_timer(c, NULL, 0);
-    if (!c->sent_continue && !c->t_start)
-        c->t_start = gust_now();
+    if (!c->sent_continue && !q->t_start)
+        q->t_start = gust_now();
     c->in_dispatch = 1;
-    gust_request_begin(&c->req, c, r);
+    gust_request_begin(&q->req, c, r);
     c->in_dispatch = 0;
-    return c->state == CONN_IDLE;
+    if (c->state != CONN_IDLE)
+        return 0;
+    conn_rest(c); /* answered at once, and nothing more buffered */
+    return 1;
 }
 
 /* Whether the connection may take another request from its input now. */
 static int ready_for_input(gust_conn_t *c) {
     if ((c->state != CONN_IDLE && c->state != CONN_READING) || c->close_after)
         return 0; /* busy, gone, or a final response is on its way out */
-    if (evbuffer_get_length(c->out) > OUTPUT_MAX) {
+    if (out_len(c) > OUTPUT_MAX) {
         set_reading(c, 0); /* on_write resumes once the peer reads */
         return 0;
     }
@@ -408,10 +521,18 @@ static int ready_for_input(gust_conn_t *c) {
 /* Parses what is buffered and dispatches complete requests until one is in
  * flight, the input runs out, or the connection closes. */
 static void conn_process(gust_conn_t *c) {
-    gust_http_request_t *r = &c->msg;
     while (ready_for_input(c)) {
+        if (!c->rq && in_len(c) == 0) {
+            if (c->peer_eof)
+                gust_conn_close(c);
+            else
+                conn_rest(c);
+            return;
+        }
+        gust_http_request_t *r = &conn_req(c)->msg;
         size_t avail;
-        while (!r->complete && !r->status && (avail = evbuffer_get_contiguous_space(c->in))) {
+        while (!r->complete && !r->status && c->in &&
+               (avail = evbuffer_get_contiguous_space(c->in))) {
             size_t used = feed(c, (const char *)evbuffer_pullup(c->in, avail), avail);
             if (c->state == CONN_CLOSED)
                 return;
@@ -421,8 +542,10 @@ static void conn_process(gust_conn_t *c) {
             gust_conn_close(c);
             return;
         }
-        if (!after_feed(c))
+        if (!after_feed(c)) {
+            conn_rest(c); /* only empty lines came, say */
             return;
+        }
     }
 }
 
@@ -436,11 +559,11 @@ static void conn_process_mem(gust_conn_t *c, const char *data, size_t len) {
             return;
         data += used;
         len -= used;
-        if (c->msg.complete && len > 0) {
+        if (c->rq->msg.complete && len > 0) {
             /* Bytes past a complete request must be in the connection's own
              * buffer before its handler runs: it may detach the socket (an
              * Upgrade) and take them along. The buffered path goes on. */
-            evbuffer_add(c->in, data, len);
+            evbuffer_add(buffer(&c->in), data, len);
             if (after_feed(c))
                 conn_process(c);
             return;
@@ -449,7 +572,9 @@ static void conn_process_mem(gust_conn_t *c, const char *data, size_t len) {
             break;
     }
     if (len > 0 && c->state != CONN_CLOSED && !c->unread_input)
-        evbuffer_add(c->in, data, len);
+        evbuffer_add(buffer(&c->in), data, len);
+    else
+        conn_rest(c); /* only empty lines came, say */
 }
 
 /* Nagle only delays a connection's second small write, so a connection
@@ -465,17 +590,17 @@ void gust_conn_nodelay(gust_conn_t *c) {
 void gust_conn_response_done(gust_conn_t *c, int keep_alive) {
     if (c->state != CONN_HANDLING)
         return;
-    gust_request_over(&c->req);
+    gust_request_over(&c->rq->req);
     if (!keep_alive || c->peer_eof || c->core->stopping)
         c->close_after = 1;
     else
         gust_conn_nodelay(c);
-    gust_http_request_reset(&c->msg, 0);
+    gust_http_request_reset(&c->rq->msg, 0);
+    c->rq->t_start = 0;
     c->sent_continue = 0;
-    c->t_start = 0;
     c->state = CONN_IDLE;
     if (c->close_after) {
-        if (evbuffer_get_length(c->out) == 0)
+        if (out_len(c) == 0)
             linger(c);
         return;
     }
@@ -483,10 +608,10 @@ void gust_conn_response_done(gust_conn_t *c, int keep_alive) {
     set_reading(c, 1);
     /* Pipelined requests already buffered: the dispatcher loops when this
      * happens inside it; otherwise pick them up on the next iteration. */
-    if (evbuffer_get_length(c->in) > 0 && !c->in_dispatch)
+    if (in_len(c) > 0 && !c->in_dispatch)
         schedule(c);
-    else if (evbuffer_get_length(c->in) == 0)
-        gust_http_request_reset(&c->msg, 1); /* idle: hold no buffers */
+    else
+        conn_rest(c); /* idle: hold no buffers */
 }
 
 /* Hands the socket of the request in flight to someone else (an Upgrade:
@@ -496,13 +621,14 @@ void gust_conn_response_done(gust_conn_t *c, int keep_alive) {
 int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest, struct ssl_st **ssl) {
     if (c->state != CONN_HANDLING || c->tls.dead)
         return GUST_DETACH_CLOSED;
-    if (c->req.started || evbuffer_get_length(c->out) > 0)
+    if (c->rq->req.started || out_len(c) > 0)
         return GUST_DETACH_STARTED;
     int fd = c->fd;
-    evbuffer_add_buffer(rest, c->in);
+    if (c->in)
+        evbuffer_add_buffer(rest, c->in);
     *ssl = c->tls.ssl;
-    c->tls.ssl = NULL;          /* goes with the socket: not shut down, not freed */
-    gust_request_over(&c->req); /* detached, not a client that left */
+    c->tls.ssl = NULL;              /* goes with the socket: not shut down, not freed */
+    gust_request_over(&c->rq->req); /* detached, not a client that left */
     c->fd = -1;
     gust_conn_close(c);
     return fd;
@@ -516,8 +642,7 @@ int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest, struct ssl_st **ssl)
 void gust_conn_drain(gust_conn_t *c) {
     static const struct timeval grace = {GUST_DRAIN_IDLE_GRACE_MS / 1000,
                                          GUST_DRAIN_IDLE_GRACE_MS % 1000 * 1000};
-    if (c->state == CONN_IDLE && evbuffer_get_length(c->out) == 0 &&
-        evbuffer_get_length(c->in) == 0)
+    if (c->state == CONN_IDLE && out_len(c) == 0 && in_len(c) == 0)
         set_timer(c, &grace, GUST_DRAIN_IDLE_GRACE_MS / 1000.0);
 }
 
@@ -526,11 +651,9 @@ void gust_conn_drain(gust_conn_t *c) {
 static ssize_t tls_read(gust_conn_t *c) {
     int eof = 0;
     const char *err = NULL;
-    ssize_t n = gust_tls_read(&c->tls, c->in, READ_AHEAD_MAX, &eof, &err);
-    if (c->tls.read_wants_write && !c->writing) {
-        c->writing = 1; /* a handshake step that must write first */
-        event_add(&c->wev, NULL);
-    }
+    ssize_t n = gust_tls_read(&c->tls, buffer(&c->in), READ_AHEAD_MAX, &eof, &err);
+    if (c->tls.read_wants_write)
+        want_write(c); /* a handshake step that must write first */
     if (n == -2) {
         errno = EAGAIN;
         return -1;
@@ -548,7 +671,7 @@ static ssize_t read_some(gust_conn_t *c) {
     if (c->tls.ssl)
         return tls_read(c);
     struct evbuffer_iovec v;
-    if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1)
+    if (evbuffer_reserve_space(buffer(&c->in), READ_CHUNK, &v, 1) < 1)
         return -1;
     ssize_t n = read(c->fd, v.iov_base, v.iov_len);
     v.iov_len = n > 0 ? (size_t)n : 0;
@@ -564,8 +687,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         if (c->state == CONN_CLOSED)
             return;
     }
-    if (!c->tls.ssl && evbuffer_get_length(c->in) == 0 &&
-        (c->state == CONN_IDLE || c->state == CONN_READING)) {
+    if (!c->tls.ssl && in_len(c) == 0 && (c->state == CONN_IDLE || c->state == CONN_READING)) {
         /* Nothing pending: parse straight from the server's read buffer. */
         ssize_t n = read(fd, c->core->rbuf, sizeof c->core->rbuf);
         if (n > 0) {
@@ -583,10 +705,12 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     ssize_t n = read_some(c);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        conn_rest(c); /* a TLS record not yet whole, say: no empty buffer kept */
         return;
+    }
     if (c->state == CONN_LINGER) {
-        evbuffer_drain(c->in, evbuffer_get_length(c->in));
+        buffer_free(&c->in);
         if (n <= 0)
             gust_conn_close(c);
         return;
@@ -597,20 +721,20 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
                      strerror(errno));
         c->peer_eof = 1;
         set_reading(c, 0);
-        if (c->state == CONN_HANDLING && n == 0 && evbuffer_get_length(c->out) == 0) {
+        if (c->state == CONN_HANDLING && n == 0 && out_len(c) == 0) {
             /* The handler learns its client left; it may still answer a
              * half-closed peer, and the connection closes after. */
-            gust_request_client_left(&c->req);
+            gust_request_client_left(&c->rq->req);
             return;
         }
-        if (c->state == CONN_HANDLING || evbuffer_get_length(c->in) == 0) {
+        if (c->state == CONN_HANDLING || in_len(c) == 0) {
             gust_conn_close(c);
             return;
         }
     }
     gust_conn_incref(c);
     if (c->state == CONN_HANDLING) {
-        if (evbuffer_get_length(c->in) > READ_AHEAD_MAX)
+        if (in_len(c) > READ_AHEAD_MAX)
             set_reading(c, 0);
     } else {
         conn_process(c);
@@ -636,10 +760,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
 }
 
 void gust_conn_access(const gust_conn_t *c, gust_access_t *a) {
-    const gust_http_request_t *r = &c->msg;
     memset(a, 0, sizeof *a);
     a->ip = c->remote_ip;
-    a->t_start = c->t_start;
+    if (!c->rq)
+        return;
+    const gust_http_request_t *r = &c->rq->msg;
+    a->t_start = c->rq->t_start;
     a->http_minor = r->http_minor;
     if (!r->headers_done)
         return; /* a request rejected before its head was whole */
@@ -657,7 +783,7 @@ void gust_conn_log_access(gust_conn_t *c, int status, size_t bytes) {
     } else {
         /* The metrics alone need only the start: no header look-ups. */
         memset(&a, 0, sizeof a);
-        a.t_start = c->t_start;
+        a.t_start = c->rq ? c->rq->t_start : 0;
     }
     gust_core_log_access(c->core, &a, status, bytes);
 }

@@ -1,7 +1,13 @@
 /*
  * conn.h -- gust_conn_t: one accepted HTTP/1.1 connection: its socket
- * (plain or TLS), its buffers, its timers, the parser, and the one request
- * (request.h) it carries at a time.
+ * (plain or TLS), its timers, and while it is busy its buffers, the parser
+ * and the one request (request.h) it carries at a time.
+ *
+ * An idle keep-alive connection holds only this struct: the parser and the
+ * request (gust_conn_req_t) come from the core's free list when a request
+ * begins arriving and go back when the connection is idle again; the input
+ * and output buffers and the write event are made when something must wait
+ * in them and freed when empty on the way to idle.
  *
  * Lifetime: `refs` counts the open socket plus every caller that may run a
  * handler (which can close the connection under it); the memory goes when
@@ -26,6 +32,19 @@ enum { CONN_IDLE, CONN_READING, CONN_HANDLING, CONN_LINGER, CONN_CLOSED };
  * request its client may already be sending. */
 #define GUST_DRAIN_IDLE_GRACE_MS 1000
 
+/* Request states a core keeps for reuse; more are freed. */
+#define GUST_CONN_REQ_FREE_MAX 64
+
+/* What a connection holds only while a request is arriving or in flight.
+ * The gust_request_t handed to a handler lives here, so the memory outlives
+ * the request (the free list keeps it) until the connection is idle. */
+typedef struct gust_conn_req {
+    gust_http_request_t msg; /* the parser and the request it parsed */
+    gust_request_t req;      /* the request in flight (state CONN_HANDLING) */
+    double t_start;          /* when the request began arriving */
+    struct gust_conn_req *next_free;
+} gust_conn_req_t;
+
 struct gust_conn {
     gust_core_t *core;
     gust_listener_t *listener;
@@ -35,13 +54,12 @@ struct gust_conn {
     unsigned peer_eof : 1, in_dispatch : 1, pending : 1, writing : 1, reading : 1, close_after : 1,
         sent_continue : 1, is_tcp : 1, nodelay : 1, unread_input : 1;
     gust_tls_t tls;
-    struct event rev, wev, timer;
-    struct evbuffer *in, *out;
-    gust_http_request_t msg; /* the parser and the request it parsed */
-    gust_request_t req;      /* the request in flight (state CONN_HANDLING) */
-    double t_start;          /* when the request in flight began arriving */
-    double deadline;         /* when the connection times out (gust_now), 0: never */
-    double timer_at;         /* when `timer` fires, 0: not armed */
+    struct event rev, timer;
+    struct event *wev;         /* made when a write must wait, else NULL */
+    struct evbuffer *in, *out; /* made when bytes must wait, NULL when idle */
+    gust_conn_req_t *rq;       /* the request arriving or in flight, NULL when idle */
+    double deadline;           /* when the connection times out (gust_now), 0: never */
+    double timer_at;           /* when `timer` fires, 0: not armed */
     gust_conn_t *prev, *next, *pending_next;
     char remote_ip[48];
 };
@@ -70,6 +88,9 @@ int gust_conn_detach(gust_conn_t *c, struct evbuffer *rest, struct ssl_st **ssl)
  * response. */
 void gust_conn_drain(gust_conn_t *c);
 void gust_conn_process_pending(gust_core_t *core);
+
+/* Frees the request states a core keeps for reuse (gust_core_free). */
+void gust_conn_free_list_clear(gust_core_t *core);
 
 /* Writes a whole response the core makes itself (error pages, metrics). */
 void gust_conn_write_simple(gust_conn_t *c, int status, const char *ctype, const char *body,

@@ -421,6 +421,7 @@ void gust_core_free(gust_core_t *c) {
         while (c->conns)
             gust_conn_close(c->conns);
         gust_conn_process_pending(c);
+        gust_conn_free_list_clear(c);
         gust_http_pool_free(c);
         gust_stream_close_all(c);
         if (c->dns)

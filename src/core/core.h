@@ -25,6 +25,7 @@
 typedef struct gust_core gust_core_t;
 typedef struct gust_listener gust_listener_t;
 typedef struct gust_conn gust_conn_t;
+struct gust_conn_req;
 struct gust_stream;
 struct gust_http_pool;
 struct evdns_base;
@@ -78,7 +79,9 @@ struct gust_core {
     struct ssl_ctx_st *tls_ctx;       /* HTTPS serving, or NULL */
     gust_prefix_t *prefixes;          /* C handlers by path prefix */
 
-    gust_conn_t *pending; /* connections with work deferred to the loop */
+    gust_conn_t *pending;            /* connections with work deferred to the loop */
+    struct gust_conn_req *free_reqs; /* request states for reuse (conn.c) */
+    unsigned nfree_reqs;
     struct event defer_ev;
     struct {
         gust_defer_fn fn;

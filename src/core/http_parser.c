@@ -472,6 +472,18 @@ void gust_http_request_free(gust_http_request_t *r) {
     r->headers_cap = 0;
 }
 
+void gust_http_request_recycle(gust_http_request_t *r, const gust_http_limits_t *limits) {
+    gust_http_request_reset(r, 0);
+    gust_http_request_t kept = *r;
+    gust_http_request_init(r, limits);
+    r->arena = kept.arena;
+    r->arena_cap = kept.arena_cap;
+    r->headers = kept.headers;
+    r->headers_cap = kept.headers_cap;
+    r->body = kept.body;
+    r->body_cap = kept.body_cap;
+}
+
 size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t len) {
     if (r->complete || r->status || llhttp_get_errno(&r->parser) == HPE_PAUSED_UPGRADE)
         return 0;    /* after an Upgrade the bytes are not HTTP */

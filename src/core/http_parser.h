@@ -62,6 +62,11 @@ void gust_http_request_reset(gust_http_request_t *r, int release);
 
 void gust_http_request_free(gust_http_request_t *r);
 
+/* Makes `r` ready for the first request of another connection, with
+ * `limits`: forgets whatever it was in the middle of (half a request, an
+ * error) and keeps small buffers, as gust_http_request_reset() does. */
+void gust_http_request_recycle(gust_http_request_t *r, const gust_http_limits_t *limits);
+
 /*
  * Parses up to `len` bytes. Parsing stops right after a complete message
  * (r->complete) so pipelined requests are taken one at a time.

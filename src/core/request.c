@@ -53,13 +53,13 @@ static void split_target(gust_request_t *r, const gust_http_request_t *m) {
 
 /* Answers GET --metrics PATH in the core: it works when the app is stuck,
  * and costs the app nothing. */
-static void serve_metrics(gust_conn_t *c) {
+static void serve_metrics(gust_conn_t *c, int keep_alive) {
     size_t blen;
     char *body = gust_metrics_render(c->core->metrics, &blen);
     gust_conn_write_simple(c, 200, "text/plain; version=0.0.4; charset=utf-8", body, blen,
-                           c->msg.keep_alive);
+                           keep_alive);
     gust_free(body);
-    gust_conn_response_done(c, c->msg.keep_alive);
+    gust_conn_response_done(c, keep_alive);
     gust_conn_send(c);
 }
 
@@ -74,7 +74,7 @@ void gust_request_begin(gust_request_t *r, gust_conn_t *c, const gust_http_reque
     if (mp && (msg->method == HTTP_GET || msg->method == HTTP_HEAD) && strlen(mp) == r->path_len &&
         memcmp(mp, r->path, r->path_len) == 0) {
         r->conn = NULL;
-        serve_metrics(c);
+        serve_metrics(c, msg->keep_alive);
         return;
     }
     void *arg;

@@ -1234,6 +1234,42 @@ static void test_free(void) {
     }
 }
 
+static void test_recycle(void) {
+    /* A parser left in any state (as a connection that closed leaves it)
+     * parses the next connection's request as a fresh one would, under the
+     * new limits, keeping its small buffers. */
+    static const char *inputs[] = {
+        "",
+        "GET /partial HTTP/1.1\r\nHost: ",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        "BAD\r\n\r\n",
+        "FOO / HTTP/1.1\r\n", /* an unknown method: 501 */
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxx",
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    static const char next[] = "POST /next HTTP/1.0\r\nContent-Length: 20\r\n\r\n"
+                               "01234567890123456789";
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        gust_http_request_t r;
+        gust_http_request_init(&r, &big_limits);
+        gust_http_request_feed(&r, inputs[i], strlen(inputs[i]));
+        char *arena = r.arena;
+        gust_http_request_recycle(&r, &small_limits);
+        CHECK(r.arena == arena); /* kept for reuse */
+        CHECK(r.limits == &small_limits);
+        CHECK_INT(gust_http_request_feed(&r, LIT(next)), sizeof next - 1);
+        CHECK_INT(r.status, 413); /* small_limits: 16 body bytes */
+        gust_http_request_recycle(&r, &big_limits);
+        CHECK_INT(gust_http_request_feed(&r, LIT(next)), sizeof next - 1);
+        CHECK_INT(r.status, 0);
+        CHECK(r.complete && !r.keep_alive && r.http_minor == 0 && r.method == HTTP_POST);
+        CHECK_SPAN(gust_http_request_url(&r), r.url_len, "/next");
+        CHECK_SPAN(r.body, r.body_len, "01234567890123456789");
+        gust_http_request_free(&r);
+    }
+}
+
 /* ---- log escaping (log.c) ---------------------------------------------
  * Here until log.c has a test program of its own (tests/c/test_log.c needs
  * a line in CMakeLists.txt): it is what request text goes through on its
@@ -1360,6 +1396,7 @@ int main(void) {
     RUN(test_header_lookup);
     RUN(test_reset);
     RUN(test_free);
+    RUN(test_recycle);
     RUN(test_log_escape);
     return check_report("test_http_parser");
 }
