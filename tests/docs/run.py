@@ -46,6 +46,8 @@ import sys
 import tempfile
 import time
 
+from blocks import blocks_of
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.path.join(ROOT, sys.argv[1] if len(sys.argv) > 1 else "build"))
 GUST = os.path.join(BUILD, "gust")
@@ -212,31 +214,7 @@ def check_standalone():
 
 
 # ---------------------------------------------------------------------------
-# Examples
-
-FENCE = re.compile(r"^```(.*)$")
-
-
-def blocks_of(path):
-    """[(line, info words, attrs, text)] for every fenced block."""
-    out = []
-    lines = open(path, encoding="utf-8").read().split("\n")
-    i = 0
-    while i < len(lines):
-        m = FENCE.match(lines[i])
-        if m:
-            start = i + 1
-            info = m.group(1).strip()
-            j = i + 1
-            while j < len(lines) and lines[j].rstrip() != "```":
-                j += 1
-            words = [w for w in info.split() if "=" not in w]
-            attrs = dict(w.split("=", 1) for w in info.split() if "=" in w)
-            out.append((start, words, attrs, "\n".join(lines[i + 1:j]) + "\n"))
-            i = j + 1
-        else:
-            i += 1
-    return out
+# Examples (their blocks: blocks.py, shared with the browser tests)
 
 
 def expected_regex(expected):
