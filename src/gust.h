@@ -52,7 +52,7 @@ typedef int (*lua_CFunction)(lua_State *L);
  */
 typedef struct gust_config {
     const char *bind;               /* "127.0.0.1"; "unix:/path" for a Unix socket */
-    int port;                       /* 8888; 0 with GUST_PORT_ANY picks a free one */
+    int port;                       /* 8888 (also for 0); GUST_PORT_ANY: a free one */
     const char *log_level;          /* "error" | "warn" | "info" | "debug" */
     const char *access_log;         /* file path, "-" for stderr, NULL for none */
     size_t max_body_size;           /* bytes; 100 MiB */

@@ -13,7 +13,8 @@ line "docs: N passed, N failed" that tests/run-all counts:
     src/gust.h has an entry in docs/reference/c-api.md, and every entry there
     names something the header has;
   * the command line: every option `gust --help` prints is described in the
-    man page source docs/man/gust.1.md and in docs/reference/cli.md;
+    man page source docs/man/gust.1.md and in docs/reference/cli.md, they
+    describe no option it lacks, and they give the defaults it gives;
   * `make docs` (docs/build.sh, pandoc) builds, and the man page it makes has
     every option;
   * the docs stand alone: no link or path outside the repository, and every
@@ -45,6 +46,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from blocks import blocks_of
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.path.join(ROOT, sys.argv[1] if len(sys.argv) > 1 else "build"))
@@ -153,17 +156,75 @@ def check_c_api():
            "documented but not in src/gust.h: " + ", ".join(stale))
 
 
+OPTION = r"(?<![\w-])(--[a-z][a-z0-9-]*)"
+
+
+def help_entries(text):
+    """[(options, default or None)] of `gust --help`: one entry per line that
+    starts with an option, continuation lines included."""
+    entries = []
+    for line in text.splitlines():
+        if re.match(r"\s+-", line):
+            entries.append(line)
+        elif entries and re.match(r"\s+\S", line):
+            entries[-1] += " " + line.strip()
+    out = []
+    for e in entries:
+        m = re.search(r"[(;] *default ([^;,)\s]+)", e)
+        out.append((re.findall(OPTION, e), m.group(1) if m else None))
+    return out
+
+
+def man_entry(text, option):
+    """The paragraph of the man page source that describes `option`."""
+    m = re.search(r"^(?=\*\*)[^\n]*?\*\*" + re.escape(option) + r"\*\*.*?(?=^\*\*|^#|\Z)", text,
+                  re.M | re.S)
+    return m.group(0) if m else ""
+
+
+def cli_default(text, option):
+    """The default column of `option`'s row in cli.md's table, or None."""
+    for row in re.findall(r"^\|(.*)\|\s*$", text, re.M):
+        cells = [c.strip() for c in row.split("|")]
+        if len(cells) >= 3 and re.search(re.escape(option) + r"(?![\w-])", cells[0]):
+            return cells[1].replace("`", "")
+    return None
+
+
 def check_cli():
+    """--help, the man page source and cli.md describe the same options
+    with the same defaults (the man page and cli.md are prose of their own,
+    so this is what keeps them from drifting from --help)."""
     out = subprocess.run([GUST, "--help"], capture_output=True, text=True, timeout=TIMEOUT).stdout
-    options = sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", out)))
+    options = sorted(set(re.findall(OPTION, out)))
     if not options:
         report(False, "gust --help lists options", "no --option found in:\n" + out)
         return
-    for doc in (os.path.join(DOCS, "man", "gust.1.md"), os.path.join(REFERENCE, "cli.md")):
+    man_path = os.path.join(DOCS, "man", "gust.1.md")
+    cli_path = os.path.join(REFERENCE, "cli.md")
+    for doc in (man_path, cli_path):
         text = open(doc, encoding="utf-8").read() if os.path.exists(doc) else ""
         missing = [o for o in options if not re.search(re.escape(o) + r"(?![\w-])", text)]
         report(not missing, "%s describes every option of gust --help (%d)" % (rel(doc), len(options)),
                "not described: " + ", ".join(missing))
+        named = re.findall(r"\*\*" + OPTION + r"\*\*", text) if doc == man_path else \
+            re.findall(r"^\|[^|]*?`" + OPTION, text, re.M)
+        stale = sorted(set(o for o in named if o not in options))
+        report(not stale, "%s describes no option gust --help lacks" % rel(doc),
+               "not in gust --help: " + ", ".join(stale))
+    man = open(man_path, encoding="utf-8").read() if os.path.exists(man_path) else ""
+    cli = open(cli_path, encoding="utf-8").read() if os.path.exists(cli_path) else ""
+    wrong = []
+    for opts, default in help_entries(out):
+        if default is None or not opts:
+            continue
+        entry = man_entry(man, opts[0])
+        if not re.search(r"(?<![\w.])" + re.escape(default) + r"(?![\w.])", entry, re.I):
+            wrong.append("%s: gust --help says default %s, gust.1.md does not" % (opts[0], default))
+        got = cli_default(cli, opts[0])
+        if got is None or got.lower() != default.lower():
+            wrong.append("%s: gust --help says default %s, cli.md %s" % (opts[0], default, got))
+    report(not wrong, "the man page and cli.md give the defaults gust --help gives", "; ".join(wrong))
 
 
 def check_docs_build():
@@ -212,31 +273,7 @@ def check_standalone():
 
 
 # ---------------------------------------------------------------------------
-# Examples
-
-FENCE = re.compile(r"^```(.*)$")
-
-
-def blocks_of(path):
-    """[(line, info words, attrs, text)] for every fenced block."""
-    out = []
-    lines = open(path, encoding="utf-8").read().split("\n")
-    i = 0
-    while i < len(lines):
-        m = FENCE.match(lines[i])
-        if m:
-            start = i + 1
-            info = m.group(1).strip()
-            j = i + 1
-            while j < len(lines) and lines[j].rstrip() != "```":
-                j += 1
-            words = [w for w in info.split() if "=" not in w]
-            attrs = dict(w.split("=", 1) for w in info.split() if "=" in w)
-            out.append((start, words, attrs, "\n".join(lines[i + 1:j]) + "\n"))
-            i = j + 1
-        else:
-            i += 1
-    return out
+# Examples (their blocks: blocks.py, shared with the browser tests)
 
 
 def expected_regex(expected):

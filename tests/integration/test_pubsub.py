@@ -22,25 +22,55 @@ def request(port, method, path, timeout=10):
 class PubSubAcrossWorkers(unittest.TestCase):
     def test_every_waiter_in_every_worker_gets_the_message(self):
         with Server("pubsub.lua", "--workers", "2") as s:
-            results = []
+            # Which worker accepts a connection is the kernel's choice, so
+            # open keep-alive connections (a connection stays with the
+            # worker that accepted it) and ask each its worker, until both
+            # workers hold three: two to wait, one to ask and publish.
+            by_pid = {}
+            opened = []
+            try:
+                while len(opened) < 200 and not (
+                        len(by_pid) == 2 and all(len(cs) >= 3 for cs in by_pid.values())):
+                    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+                    opened.append(c)
+                    c.request("GET", "/pid")
+                    by_pid.setdefault(c.getresponse().read().decode(), []).append(c)
+                self.assertEqual(2, len(by_pid), "200 connections, all to one worker: %r" % by_pid)
+                self.assertTrue(all(len(cs) >= 3 for cs in by_pid.values()),
+                                {pid: len(cs) for pid, cs in by_pid.items()})
+                results = []
 
-            def wait():
-                results.append(request(s.port, "GET", "/wait?ch=room"))
+                def wait(pid, c):
+                    c.request("GET", "/wait?ch=room")
+                    r = c.getresponse()
+                    results.append((pid, r.status, r.read().decode()))
 
-            # Enough waiters on separate connections that both workers hold some.
-            threads = [threading.Thread(target=wait) for _ in range(12)]
-            for t in threads:
-                t.start()
-            time.sleep(0.5)
-            status, body = request(s.port, "POST", "/pub?ch=room&msg=hello")
-            self.assertEqual(200, status, body)
-            for t in threads:
-                t.join(10)
-            self.assertEqual(12, len(results))
-            self.assertTrue(all(st == 200 and b.startswith("room:hello ") for st, b in results),
-                            results)
-            pids = {b.split()[1] for _, b in results}
-            self.assertEqual(2, len(pids), "waiters were not spread over both workers: %r" % pids)
+                threads = [threading.Thread(target=wait, args=(pid, c))
+                           for pid, cs in by_pid.items() for c in cs[:2]]
+                for t in threads:
+                    t.start()
+
+                def ask(c, method, path):
+                    c.request(method, path)
+                    r = c.getresponse()
+                    return r.status, r.read().decode()
+
+                # Every waiter subscribed, in its own worker, before the message.
+                deadline = time.monotonic() + 10
+                for pid, cs in by_pid.items():
+                    while ask(cs[2], "GET", "/count?ch=room") != (200, "2"):
+                        self.assertLess(time.monotonic(), deadline, "worker %s: waiters not subscribed" % pid)
+                        time.sleep(0.02)
+                publisher = next(iter(by_pid.values()))[2]
+                status, body = ask(publisher, "POST", "/pub?ch=room&msg=hello")
+                self.assertEqual(200, status, body)
+                for t in threads:
+                    t.join(10)
+                self.assertEqual(sorted((pid, 200, "room:hello " + pid) for pid in by_pid for _ in range(2)),
+                                 sorted(results))
+            finally:
+                for c in opened:
+                    c.close()
 
     def test_other_channels_do_not_hear_it(self):
         with Server("pubsub.lua", "--workers", "2") as s:

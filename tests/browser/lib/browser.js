@@ -221,13 +221,13 @@ class Browser {
     return b;
   }
 
-  // Runs `fn(session)`; with `app`, against a gust serving it (started
-  // before, stopped and checked after). See the top of this file.
-  async session(name, { app, args, allowPageErrors = false } = {}, fn) {
+  // Runs `fn(session)`; with `app`, against a gust serving it (started in
+  // `cwd` before, stopped and checked after). See the top of this file.
+  async session(name, { app, args, cwd, allowPageErrors = false } = {}, fn) {
     const s = new Session(this, name);
     let failure = null;
     try {
-      if (app) s.gust = await Gust.start(app, { args });
+      if (app) s.gust = await Gust.start(app, { args, cwd });
       await fn(s);
       if (!allowPageErrors) {
         for (const tab of s.tabs) {

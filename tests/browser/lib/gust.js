@@ -5,7 +5,8 @@
 // tests/integration/gusttest.py, in the language of the browser driver.
 //
 // The binary comes from $GUST_BIN (default build/gust); apps are paths
-// relative to the repository root (apps/chat/app.lua).
+// relative to the repository root (apps/chat/app.lua), or absolute (an
+// example of docs/, extracted by lib/docs.js).
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
@@ -43,10 +44,11 @@ function waitExit(proc, ms) {
 }
 
 class Gust {
-  // Starts `app` and resolves once gust printed its start line. Rejects
+  // Starts `app` in `cwd` (default: the repository root) and resolves once
+  // gust printed its start line. Rejects
   // (with what gust wrote on stderr) if that takes longer than `timeout` ms
   // or gust exits first.
-  static async start(app, { args = [], env = {}, timeout = 20000 } = {}) {
+  static async start(app, { args = [], env = {}, cwd = ROOT, timeout = 20000 } = {}) {
     if (!fs.existsSync(GUST_BIN)) {
       throw new Error(`no gust binary at ${GUST_BIN} (make build, or set GUST_BIN)`);
     }
@@ -55,7 +57,7 @@ class Gust {
     g.stderrPath = path.join(os.tmpdir(), `gust-browser-${process.pid}-${Date.now()}.err`);
     const errFd = fs.openSync(g.stderrPath, 'w');
     g.proc = spawn(GUST_BIN, ['--port', '0', ...args, g.app], {
-      cwd: ROOT,
+      cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', errFd],
     });

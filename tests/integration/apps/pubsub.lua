@@ -1,6 +1,7 @@
 -- Pubsub across workers: GET /wait?ch=X waits for the next message on X
 -- (the answer names the worker that delivered it); POST /pub?ch=X&msg=Y
--- publishes from whichever worker takes the request.
+-- publishes from whichever worker takes the request; GET /count?ch=X is
+-- the number of subscribers to X in that worker, GET /pid the worker.
 local core = require "gust.core"
 local web = require "gust.web"
 local pubsub = require "gust.pubsub"
@@ -30,4 +31,7 @@ end
 local Count = web.RequestHandler:extend()
 function Count:get() self:write(tostring(pubsub.subscribers(self:get_argument("ch")))) end
 
-return web.Application({ {"/wait", Wait}, {"/pub", Pub}, {"/count", Count} })
+local Pid = web.RequestHandler:extend()
+function Pid:get() self:write(tostring(core.pid())) end
+
+return web.Application({ {"/wait", Wait}, {"/pub", Pub}, {"/count", Count}, {"/pid", Pid} })
