@@ -36,6 +36,13 @@ table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: .
 h2, h3, h4 { margin-top: 1.6em; } h3 code, h4 code { background: none; }
 CSS
 
+# The man page source with its OPTIONS written in from src/proc/options.h,
+# the list --help prints.
+man_md="$out/.gust.1.md"
+python3 docs/man/options.py >"$out/.options.md"
+awk -v f="$out/.options.md" '$0 == "@OPTIONS@" { while ((getline l < f) > 0) print l; next } { print }' \
+    docs/man/gust.1.md >"$man_md"
+
 n=0
 while IFS= read -r md; do
     rel=${md#docs/}
@@ -44,7 +51,9 @@ while IFS= read -r md; do
     prefix=$(awk -F/ '{ s = ""; for (i = 1; i < NF; i++) s = s "../"; print s }' <<<"$rel")
     title=$(grep -m1 '^# ' "$md" | sed 's/^# //; s/`//g' || true)
     [ -n "$title" ] || title=$(basename "$md" .md)
-    if [ "$rel" = reference/c-api.md ]; then
+    if [ "$rel" = man/gust.1.md ]; then
+        md="$man_md"
+    elif [ "$rel" = reference/c-api.md ]; then
         # the header itself, as this build has it
         appendix="$out/.c-api-header.md"
         { printf '\n## The header as it is in this build (src/gust.h)\n\n```c\n'
@@ -59,6 +68,6 @@ while IFS= read -r md; do
     n=$((n + 1))
 done < <(find docs -name '*.md' | sort)
 
-pandoc -s -f markdown-smart -t man docs/man/gust.1.md -o "$out/gust.1"
-rm -f "$filter" "$out/.c-api-header.md" "$out/.c-api.md"
+pandoc -s -f markdown-smart -t man "$man_md" -o "$out/gust.1"
+rm -f "$filter" "$out/.c-api-header.md" "$out/.c-api.md" "$man_md" "$out/.options.md"
 echo "docs: $n pages in $out/, man page $out/gust.1"

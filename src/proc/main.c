@@ -14,30 +14,31 @@
 
 #include "gust.h"
 #include "master.h"
+#include "options.h"
 #include "core/redis_url.h"
 
+/* One option of --help: its term in a column, the summary beside it and
+ * each "\n" of the summary going on under it. */
+static void usage_line(FILE *f, const char *term, const char *summary) {
+    enum { TERM_COLUMN = 24 };
+    /* Long options alone line up with the long option of "-p, --port". */
+    int n = fprintf(f, "  %s%s", term[1] == '-' ? "    " : "", term) - 2;
+    fprintf(f, "%*s", n < TERM_COLUMN ? TERM_COLUMN - n : 0, "");
+    for (const char *s = summary; *s; s++) {
+        if (n >= TERM_COLUMN && s == summary)
+            fputs("  ", f);
+        fputc(*s, f);
+        if (*s == '\n')
+            fprintf(f, "%*s", TERM_COLUMN + 2, "");
+    }
+    fputc('\n', f);
+}
+
 static void usage(FILE *f) {
-    fputs("usage: gust [OPTIONS] APP.lua\n"
-          "  -p, --port PORT         listen port (default 8888; 0 = pick a free one)\n"
-          "  -b, --bind ADDR         address (default 127.0.0.1; 0.0.0.0 or :: to expose)\n"
-          "      --unix PATH         listen on a Unix socket instead\n"
-          "  -w, --workers N         worker processes (default 1, 0 = one per CPU)\n"
-          "      --reload            watch the app's directory, reload on change\n"
-          "      --tls-cert F --tls-key F   serve HTTPS\n"
-          "      --access-log FILE   access log, '-' for stderr (default off)\n"
-          "      --log-level LEVEL   error|warn|info|debug (default info)\n"
-          "      --drain-timeout S   seconds to finish work on reload/stop (default 10)\n"
-          "      --check             load the app, report errors, exit 0/1\n"
-          "      --redis URL         span pubsub channels across servers through Redis\n"
-          "                          (redis://[:password@]host[:port][/db] or unix:///path)\n"
-          "      --metrics PATH      serve Prometheus metrics at PATH\n"
-          "      --block-warn MS     log handlers that hold the loop longer (default 200)\n"
-          "      --block-kill S      replace a worker whose loop is held S seconds\n"
-          "                          (fractions ok; default 30, 0 = never)\n"
-          "      --max-lua-memory SIZE  replace a worker whose Lua heap stays above SIZE\n"
-          "                          after a full collection (bytes or 64k/64m/1g; default off)\n"
-          "      --version, --help\n",
-          f);
+    fputs("usage: gust [OPTIONS] APP.lua\n", f);
+#define X(term, summary, description) usage_line(f, term, summary);
+    GUST_OPTIONS(X)
+#undef X
 }
 
 enum {

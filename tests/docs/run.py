@@ -191,10 +191,21 @@ def cli_default(text, option):
     return None
 
 
+def man_source(path):
+    """The man page source as docs/build.sh makes it: its OPTIONS written
+    in from src/proc/options.h by docs/man/options.py."""
+    if not os.path.exists(path):
+        return ""
+    options = subprocess.run([sys.executable, os.path.join(DOCS, "man", "options.py")],
+                             capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
+    return open(path, encoding="utf-8").read().replace("@OPTIONS@", options)
+
+
 def check_cli():
-    """--help, the man page source and cli.md describe the same options
-    with the same defaults (the man page and cli.md are prose of their own,
-    so this is what keeps them from drifting from --help)."""
+    """--help, the man page and cli.md describe the same options with the
+    same defaults (the man page's come from the list --help prints, its
+    descriptions and cli.md are prose of their own: this is what keeps
+    them from drifting from --help)."""
     out = subprocess.run([GUST, "--help"], capture_output=True, text=True, timeout=TIMEOUT).stdout
     options = sorted(set(re.findall(OPTION, out)))
     if not options:
@@ -203,7 +214,10 @@ def check_cli():
     man_path = os.path.join(DOCS, "man", "gust.1.md")
     cli_path = os.path.join(REFERENCE, "cli.md")
     for doc in (man_path, cli_path):
-        text = open(doc, encoding="utf-8").read() if os.path.exists(doc) else ""
+        if doc == man_path:
+            text = man_source(doc)
+        else:
+            text = open(doc, encoding="utf-8").read() if os.path.exists(doc) else ""
         missing = [o for o in options if not re.search(re.escape(o) + r"(?![\w-])", text)]
         report(not missing, "%s describes every option of gust --help (%d)" % (rel(doc), len(options)),
                "not described: " + ", ".join(missing))
@@ -212,7 +226,7 @@ def check_cli():
         stale = sorted(set(o for o in named if o not in options))
         report(not stale, "%s describes no option gust --help lacks" % rel(doc),
                "not in gust --help: " + ", ".join(stale))
-    man = open(man_path, encoding="utf-8").read() if os.path.exists(man_path) else ""
+    man = man_source(man_path)
     cli = open(cli_path, encoding="utf-8").read() if os.path.exists(cli_path) else ""
     wrong = []
     for opts, default in help_entries(out):
