@@ -139,8 +139,9 @@ static void on_end(gust_request_t *r, void *arg) {
     if (!h)
         return;
     h->req = NULL;
-    if (h->server->L && h->ref != LUA_NOREF)
-        luaL_unref(h->server->L, LUA_REGISTRYINDEX, h->ref);
+    /* Later: this can run inside gust_lua_finish_plain, an FFI call. */
+    if (h->server->L)
+        gust_sched_unref(h->server->sched, h->ref);
     h->ref = LUA_NOREF;
 }
 
@@ -357,6 +358,29 @@ static int req_finish(lua_State *L) {
         return closed(L);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/*
+ * req:finish(status, nil, nil, body) for LuaJIT's FFI (gust.web.handler):
+ * a call the JIT compiles into the request's trace, where a Lua C
+ * function would end it. `body` may be NULL. No Lua API in here or below
+ * (on_end defers its unref). Returns 1, 0 for a request that is over
+ * ("closed"), or -1 for anything req:finish would refuse (a bad status):
+ * the caller then calls req:finish for the error.
+ */
+int gust_lua_finish_plain(void *handle, int status, const char *body, size_t len) {
+    lreq_t *h = handle;
+    if (!h || h->tag != &request_tag || status < 100 || status > 999)
+        return -1;
+    gust_request_t *r = h->req;
+    if (!r)
+        return 0;
+    struct iovec iov = {(void *)body, len};
+    gust_http_head_t hd;
+    gust_http_head_init(&hd, status, NULL, 0);
+    int rc = gust_request_finish(r, r->started ? NULL : &hd, &iov, body ? 1 : 0);
+    gust_http_head_free(&hd);
+    return rc < 0 ? 0 : 1;
 }
 
 /* req:flush(status, reason?, headers?, body?) -> true | nil, "closed";

@@ -37,4 +37,9 @@ gust_lua_handler_t *gust_lua_handler_attach(gust_server_t *s, gust_listener_t *l
 /* Registers the "gust.request" metatable and the dispatch trampoline. */
 void gust_lua_request_open(lua_State *L);
 
+/* req:finish(status, nil, nil, body) called through LuaJIT's FFI by
+ * gust.web.handler (exported for it): 1, 0 when the request is
+ * over, -1 for what req:finish would raise an error for. */
+GUST_API int gust_lua_finish_plain(void *handle, int status, const char *body, size_t len);
+
 #endif

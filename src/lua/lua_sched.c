@@ -30,9 +30,11 @@ struct gust_sched {
      * when runs nest, a coroutine costs no table write. */
     lua_State *pool[THREAD_POOL_MAX];
     int pool_len;
-    int pool_ref;  /* registry ref of the anchoring table; LUA_NOREF until used */
-    int depth;     /* resumes in progress (1: Lua holds the loop) */
-    int batch;     /* gust_sched_batch_begin nesting */
+    int pool_ref; /* registry ref of the anchoring table; LUA_NOREF until used */
+    int depth;    /* resumes in progress (1: Lua holds the loop) */
+    int batch;    /* gust_sched_batch_begin nesting */
+    int *unrefs;  /* registry refs to release once Lua is back in C (gust_sched_unref) */
+    size_t unrefs_len, unrefs_cap;
     double t0;     /* when the outermost one began */
     int warned;    /* this hold was reported while it lasted */
     int profiling; /* the LuaJIT profiler samples this state */
@@ -56,6 +58,7 @@ void gust_sched_free(gust_sched_t *sc) {
     if (sc->profiling)
         gust_sched_watch(sc->server, 0);
     gust_free(sc->runq);
+    gust_free(sc->unrefs);
     gust_free(sc);
 }
 
@@ -205,10 +208,23 @@ static int is_oom(lua_State *co, int rc) {
     return msg && strstr(msg, "not enough memory") != NULL;
 }
 
+void gust_sched_unref(gust_sched_t *sc, int ref) {
+    if (!sc || ref == LUA_NOREF)
+        return;
+    if (sc->unrefs_len == sc->unrefs_cap) {
+        sc->unrefs_cap = sc->unrefs_cap ? sc->unrefs_cap * 2 : 16;
+        sc->unrefs = gust_realloc(sc->unrefs, sc->unrefs_cap * sizeof *sc->unrefs);
+    }
+    sc->unrefs[sc->unrefs_len++] = ref;
+}
+
 int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs) {
     hold_begin(s);
     int rc = lua_resume(co, nargs);
     hold_end(s, co, rc);
+    gust_sched_t *sc = s->sched;
+    while (sc->unrefs_len > 0 && s->L)
+        luaL_unref(s->L, LUA_REGISTRYINDEX, sc->unrefs[--sc->unrefs_len]);
     if (rc == 0 || rc == LUA_YIELD) {
         lua_settop(co, 0); /* results or yielded values: nobody reads them */
         return rc;

@@ -37,6 +37,11 @@ void gust_sched_free(gust_sched_t *sc);
 int gust_sched_resume(gust_server_t *s, lua_State *co, int nargs);
 /* Queues a run for the next loop iteration. */
 void gust_sched_push(gust_server_t *s, gust_run_t run);
+/* Releases a registry ref once the running coroutine is back in C (when
+ * its resume returns): for code that may run inside an FFI call, where the
+ * Lua API must not be used. NULL (the state is closing) is a no-op. */
+void gust_sched_unref(gust_sched_t *sc, int ref);
+
 /* Wake-ups pushed from begin to end run at end, from the loop callback
  * that caused them (a message read wakes its reader there), instead of on
  * the deferred callbacks' next pass: an event activation and a dispatch

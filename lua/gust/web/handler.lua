@@ -345,6 +345,18 @@ function RequestHandler:flush()
   return req:flush(self._status, nil, nil, buf)
 end
 
+-- req:finish(status, nil, nil, body) through the FFI, for a response with
+-- no reason phrase or headers of its own and at most one body string (most
+-- of them): LuaJIT compiles this call into the request's trace, where the
+-- Lua C function req:finish ends it. Absent when gust's C core is not this
+-- process (the specs' fake core, plain luajit): req:finish then.
+pcall(ffi.cdef, "int gust_lua_finish_plain(void *h, int status, const char *body, size_t len);")
+local finish_plain
+do
+  local ok, fn = pcall(function() return ffi.C.gust_lua_finish_plain end)
+  if ok then finish_plain = fn end
+end
+
 -- Headers that describe a body, dropped when there is none (Tornado's
 -- _clear_representation_headers).
 local REPRESENTATION_HEADERS = { "Content-Encoding", "Content-Language", "Content-Type" }
@@ -369,7 +381,19 @@ function RequestHandler:finish(chunk)
       buf = maybe_gzip(self, buf)
     end
     add_cookie_headers(self)
-    ok, err = req:finish(status, rawget(self, "_reason"), rawget(self, "_headers"), buf)
+    local reason, headers = rawget(self, "_reason"), rawget(self, "_headers")
+    local rc = -1
+    if finish_plain and reason == nil and headers == nil and type(req) == "userdata"
+       and (buf == nil or type(buf) == "string") then
+      rc = finish_plain(req, status, buf, buf and #buf or 0)
+    end
+    if rc == 1 then
+      ok = true
+    elseif rc == 0 then
+      ok, err = nil, "closed"
+    else
+      ok, err = req:finish(status, reason, headers, buf)
+    end
   else
     ok, err = req:finish(self._status, nil, nil, buf)
   end
