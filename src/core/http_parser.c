@@ -100,10 +100,16 @@ static int on_header_field_complete(llhttp_t *p) {
     r->in_value = 1;
     gust_http_header_t *h = &r->headers[r->nheaders - 1];
     /* RFC 9112 §5.1: no whitespace in a field name or before the colon
-     * (llhttp rejects it only for the fields it interprets itself). */
-    if (memchr(r->arena + h->name, ' ', h->name_len) ||
-        memchr(r->arena + h->name, '\t', h->name_len))
-        return fail(r, 400, "whitespace in header name");
+     * (llhttp rejects it only for the fields it interprets itself). One
+     * pass: names are short. */
+    const char *name = r->arena + h->name;
+    for (uint32_t i = 0; i < h->name_len; i++)
+        if (name[i] == ' ' || name[i] == '\t')
+            return fail(r, 400, "whitespace in header name");
+    if (h->name_len == 6 && memcmp(name, "expect", 6) == 0)
+        r->has_expect = 1;
+    else if (h->name_len == 13 && memcmp(name, "if-none-match", 13) == 0)
+        r->has_inm = 1;
     r->headers[r->nheaders - 1].value = r->arena_len;
     return 0;
 }
@@ -228,7 +234,7 @@ static int on_headers_complete(llhttp_t *p) {
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > r->limits->max_body_size)
         return fail(r, 413, "body larger than max_body_size");
     size_t n;
-    const char *expect = gust_http_request_header(r, "expect", &n);
+    const char *expect = r->has_expect ? gust_http_request_header(r, "expect", &n) : NULL;
     if (expect) {
         if (!equals_nocase(expect, n, "100-continue"))
             return fail(r, 417, "unsupported Expect");
@@ -457,7 +463,7 @@ void gust_http_request_reset(gust_http_request_t *r, int release) {
     r->in_field = r->in_value = r->begun = r->headers_done = r->complete = 0;
     r->keep_alive = r->expect_continue = r->upgrade = r->te_http10 = 0;
     r->line_scan = SCAN_START;
-    r->method_seen = 0;
+    r->method_seen = r->has_expect = r->has_inm = 0;
     if (llhttp_get_errno(&r->parser) == HPE_PAUSED)
         llhttp_resume(&r->parser);
 }

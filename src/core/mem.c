@@ -63,35 +63,16 @@ void gust_buf_reserve(gust_buf_t *b, size_t extra) {
     b->cap = cap;
 }
 
-void gust_buf_add(gust_buf_t *b, const void *data, size_t len) {
-    gust_buf_reserve(b, len);
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
-}
-
 void gust_buf_free(gust_buf_t *b) {
     if (b->p != b->fixed)
         free(b->p);
     gust_buf_init(b, b->fixed, b->fixed_cap);
 }
 
-void gust_arena_append(char **arena, size_t *len, size_t *cap, const char *at, size_t n,
-                       int lower) {
-    if (*cap - *len < n) {
-        size_t c = *cap ? *cap : 512;
-        while (c - *len < n)
-            c *= 2;
-        *arena = gust_realloc(*arena, c);
-        *cap = c;
-    }
-    char *dst = *arena + *len;
-    if (lower) {
-        for (size_t i = 0; i < n; i++) {
-            unsigned char ch = at[i];
-            dst[i] = (ch >= 'A' && ch <= 'Z') ? ch | 0x20 : ch;
-        }
-    } else {
-        memcpy(dst, at, n);
-    }
-    *len += n;
+void gust_arena_grow(char **arena, size_t len, size_t *cap, size_t n) {
+    size_t c = *cap ? *cap : 512;
+    while (c - len < n)
+        c *= 2;
+    *arena = gust_realloc(*arena, c);
+    *cap = c;
 }

@@ -10,6 +10,7 @@
 #define GUST_MEM_H
 
 #include <stddef.h>
+#include <string.h>
 
 void *gust_malloc(size_t n);
 void *gust_calloc(size_t n, size_t size);
@@ -28,8 +29,15 @@ typedef struct gust_buf {
 
 void gust_buf_init(gust_buf_t *b, char *storage, size_t cap);
 void gust_buf_reserve(gust_buf_t *b, size_t extra);
-void gust_buf_add(gust_buf_t *b, const void *data, size_t len);
 void gust_buf_free(gust_buf_t *b);
+
+/* Inline: a response head is a dozen of these, nearly always with room. */
+static inline void gust_buf_add(gust_buf_t *b, const void *data, size_t len) {
+    if (b->cap - b->len < len)
+        gust_buf_reserve(b, len);
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+}
 
 static inline void gust_buf_addc(gust_buf_t *b, char c) {
     if (b->len == b->cap)
@@ -39,8 +47,25 @@ static inline void gust_buf_addc(gust_buf_t *b, char c) {
 
 #define gust_buf_addlit(b, s) gust_buf_add((b), (s), sizeof(s) - 1)
 
-/* Appends n bytes to a parser's arena (grown by doubling), lower-casing
- * ASCII letters when `lower` is set (header names). */
-void gust_arena_append(char **arena, size_t *len, size_t *cap, const char *at, size_t n, int lower);
+/* Makes room for n more bytes in a parser's arena (grown by doubling). */
+void gust_arena_grow(char **arena, size_t len, size_t *cap, size_t n);
+
+/* Appends n bytes to a parser's arena, lower-casing ASCII letters when
+ * `lower` is set (header names). Inline: a request head is a dozen. */
+static inline void gust_arena_append(char **arena, size_t *len, size_t *cap, const char *at,
+                                     size_t n, int lower) {
+    if (*cap - *len < n)
+        gust_arena_grow(arena, *len, cap, n);
+    char *dst = *arena + *len;
+    if (lower) {
+        for (size_t i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)at[i];
+            dst[i] = (char)((ch >= 'A' && ch <= 'Z') ? ch | 0x20 : ch);
+        }
+    } else {
+        memcpy(dst, at, n);
+    }
+    *len += n;
+}
 
 #endif

@@ -226,7 +226,9 @@ int gust_request_finish(gust_request_t *r, gust_http_head_t *hd, const struct io
                 tag_len = GUST_ETAG_LEN;
             }
             size_t inm_len;
-            const char *inm = gust_http_request_header(r->msg, "if-none-match", &inm_len);
+            const char *inm = r->msg->has_inm
+                                  ? gust_http_request_header(r->msg, "if-none-match", &inm_len)
+                                  : NULL;
             if (inm && gust_http_etag_matches(inm, inm_len, tag, tag_len)) {
                 hd->status = 304;
                 hd->reason = "Not Modified";
