@@ -3,6 +3,7 @@
  * handing accepted sockets to the HTTP connection code or an accept
  * callback.
  */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -13,7 +14,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "conn.h"
 #include "listener.h"
@@ -23,37 +23,45 @@
  * waits for descriptors instead of the loop spinning on a failing accept. */
 #define ACCEPT_PAUSE_MS 500
 
-static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg) {
+/* Out of descriptors (or memory), a level-triggered listener would fail
+ * the same accept forever: pause it, one log line per pause. */
+static void accept_failed(gust_listener_t *l, int e) {
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+        gust_log(&l->core->log, GUST_LOG_ERROR, "accept: %s", strerror(e));
+        return;
+    }
+    l->pauses++;
+    gust_log(&l->core->log, GUST_LOG_ERROR,
+             "accept: %s; accepting paused for %d ms (%u pause%s so far)", strerror(e),
+             ACCEPT_PAUSE_MS, l->pauses, l->pauses == 1 ? "" : "s");
+    event_del(&l->accept_ev);
+    static const struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(&l->pause_ev, &tv);
+}
+
+/* One connection per readiness, as nginx without multi_accept: the
+ * socket stays readable while more wait, and accepting until EAGAIN
+ * would cost a failing accept4 on every wake-up. */
+static void on_acceptable(evutil_socket_t lfd, short what, void *arg) {
     gust_listener_t *l = arg;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            accept_failed(l, errno);
+        return;
+    }
     if (l->on_accept)
-        l->on_accept(l, fd, sa, salen, l->accept_arg);
+        l->on_accept(l, fd, (struct sockaddr *)&ss, (int)sl, l->accept_arg);
     else
         close(fd);
 }
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
     gust_listener_t *l = arg;
-    if (l->lev)
-        evconnlistener_enable(l->lev);
-}
-
-/* Out of descriptors (or memory), a level-triggered listener would fail
- * the same accept forever: pause it, one log line per pause. */
-static void on_accept_error(struct evconnlistener *lev, void *arg) {
-    gust_listener_t *l = arg;
-    int e = EVUTIL_SOCKET_ERROR();
-    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
-        gust_log(&l->core->log, GUST_LOG_ERROR, "accept: %s", evutil_socket_error_to_string(e));
-        return;
-    }
-    l->pauses++;
-    gust_log(
-        &l->core->log, GUST_LOG_ERROR, "accept: %s; accepting paused for %d ms (%u pause%s so far)",
-        evutil_socket_error_to_string(e), ACCEPT_PAUSE_MS, l->pauses, l->pauses == 1 ? "" : "s");
-    evconnlistener_disable(lev);
-    static const struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-    evtimer_add(&l->pause_ev, &tv);
+    if (l->fd >= 0)
+        event_add(&l->accept_ev, NULL);
 }
 
 static const struct timeval *common_timeout(gust_core_t *c, double seconds) {
@@ -184,15 +192,17 @@ gust_listener_t *gust_listener_adopt(gust_core_t *c, int fd, char *err, size_t e
             l->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     evutil_make_socket_nonblocking(fd);
-    l->lev = evconnlistener_new(c->base, on_accept, l,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024, fd);
-    if (!l->lev) {
+    evutil_make_socket_closeonexec(fd);
+    /* Listening already (a master's socket) or not: this sets the backlog. */
+    if (listen(fd, 1024) < 0) {
         snprintf(err, errlen, "listen: %s", strerror(errno));
         close(fd);
         gust_free(l);
         return NULL;
     }
-    evconnlistener_set_error_cb(l->lev, on_accept_error);
+    l->fd = fd;
+    event_assign(&l->accept_ev, c->base, fd, EV_READ | EV_PERSIST, on_acceptable, l);
+    event_add(&l->accept_ev, NULL);
     evtimer_assign(&l->pause_ev, c->base, on_accept_resume, l);
     gust_listener_set_limits(l, c->cfg.max_body_size, c->cfg.max_header_size,
                              c->cfg.idle_connection_timeout, c->cfg.header_timeout,
@@ -217,11 +227,12 @@ gust_listener_t *gust_listener_new(gust_core_t *c, const char *addr, int port, c
 }
 
 void gust_listener_close(gust_listener_t *l) {
-    if (!l || !l->lev)
+    if (!l || l->fd < 0)
         return;
     gust_core_t *c = l->core;
-    evconnlistener_free(l->lev);
-    l->lev = NULL;
+    event_del(&l->accept_ev);
+    close(l->fd);
+    l->fd = -1;
     evtimer_del(&l->pause_ev);
     if (l->unix_path)
         unlink(l->unix_path);

@@ -27,7 +27,8 @@ typedef void (*gust_accept_fn)(gust_listener_t *l, int fd, const struct sockaddr
 
 struct gust_listener {
     gust_core_t *core;
-    struct evconnlistener *lev; /* NULL once closed */
+    int fd;                 /* the listening socket; -1 once closed */
+    struct event accept_ev; /* readable: a connection waits */
     gust_accept_fn on_accept;
     void *accept_arg;
     const gust_request_handler_t *handler; /* HTTP listeners */
