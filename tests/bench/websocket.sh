@@ -3,12 +3,13 @@
 #
 #   tests/bench/websocket.sh                 # DURATION=5 RUNS=3
 #   DURATION=2 RUNS=1 tests/bench/websocket.sh
+#   PEER=/path/to/nginx-lua tests/bench/websocket.sh
 #
-# nginx + lua-nginx-module would be the natural peer, but Debian ships
-# lua-resty-core and lua-resty-lrucache only: there is no resty.websocket
-# (/usr/share/lua/5.1/resty/), so the comparison is Debian's
-# python3-websockets (installed here when missing and run as root), and the
-# script says so when it cannot have it.
+# The peers: Debian's python3-websockets (installed here when missing and
+# run as root; the script says so when it cannot have it) and, with PEER
+# set, an OpenResty stand-in: a script that runs nginx + lua-nginx-module in
+# the foreground on 127.0.0.1:$PORT with a WebSocket echo at /ws (Debian
+# ships no resty.websocket of its own). The peers' runs are interleaved.
 #
 # Cases (CONNS connections, each doing echo round trips back to back):
 #   small    32-byte text,    CONNS=10
@@ -23,7 +24,7 @@
 # over the run / round trips. Each case runs RUNS times; the table shows the
 # median of each column. Never part of `make test`.
 #
-# Environment: DURATION (s, 5), RUNS (3), CONNS (10), GUST (binary).
+# Environment: DURATION (s, 5), RUNS (3), CONNS (10), GUST (binary), PEER.
 
 set -euo pipefail
 
@@ -60,7 +61,6 @@ if [[ -x $PY ]] && $PY -c "import websockets" 2>/dev/null; then
 else
     log "python3-websockets is not available: reporting gust alone"
 fi
-[[ -d /usr/share/lua/5.1/resty/websocket ]] && log "note: resty.websocket found but not wired in"
 
 TMP=$(mktemp -d)
 SERVER_PID=""
@@ -98,10 +98,14 @@ start_server() { # name deflate; sets PORT and SERVER_PID
         taskset -c $SERVER_CPU $PY "$HERE/ws_echo_websockets.py" "$port" \
             "$([[ $2 == 1 ]] && echo deflate || echo plain)" >"$TMP/server.out" 2>"$TMP/server.err" &
         ;;
+    nginx-lua)
+        PORT=$port taskset -c $SERVER_CPU "$PEER" >"$TMP/server.out" 2>"$TMP/server.err" &
+        ;;
     esac
     SERVER_PID=$!
     for _ in $(seq 100); do
-        if grep -qE "listening|ready" "$TMP/server.out" 2>/dev/null; then
+        if grep -qE "listening|ready" "$TMP/server.out" 2>/dev/null ||
+           { [[ $1 == nginx-lua ]] && $PY -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; }; then
             return
         fi
         sleep 0.05
@@ -122,6 +126,7 @@ measure() { # server conns size deflate
     local before after out msgs
     start_server "$1" "$4"
     local url="ws://127.0.0.1:$PORT/echo"
+    [[ $1 == nginx-lua ]] && url="ws://127.0.0.1:$PORT/ws"
     # warm-up
     taskset -c $CLIENT_CPU luajit "$HERE/ws_client.lua" "$url" "$2" 0.5 "$3" \
         "$([[ $4 == 1 ]] && echo deflate)" >/dev/null
@@ -141,25 +146,33 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 CASES=("small $CONNS 32 0" "one 1 32 0" "large $CONNS 16384 0" "deflate $CONNS 4096 1")
 SERVERS=(gust)
 (( have_websockets )) && SERVERS+=(websockets)
+if [[ -n ${PEER:-} ]]; then
+    [[ -x $PEER ]] || die "PEER is not an executable: $PEER"
+    SERVERS+=(nginx-lua)
+fi
 
 printf "%-10s %-11s %6s %7s %14s %16s\n" case server conns size "round trips/s" "server CPU/msg"
 for c in "${CASES[@]}"; do
     read -r name conns size deflate <<<"$c"
-    for srv in "${SERVERS[@]}"; do
-        : >"$TMP/rates"
-        : >"$TMP/cpus"
-        for _ in $(seq "$RUNS"); do
+    for srv in "${SERVERS[@]}"; do : >"$TMP/rates.$srv"; : >"$TMP/cpus.$srv"; done
+    for _ in $(seq "$RUNS"); do
+        for srv in "${SERVERS[@]}"; do # interleaved: a busy moment hits every server
+            [[ $srv == nginx-lua && $deflate == 1 ]] && continue # its library has no deflate
             read -r rate cpu < <(measure "$srv" "$conns" "$size" "$deflate")
             [[ -n $rate ]] || die "$srv: the measurement failed"
-            echo "$rate" >>"$TMP/rates"
-            echo "$cpu" >>"$TMP/cpus"
+            echo "$rate" >>"$TMP/rates.$srv"
+            echo "$cpu" >>"$TMP/cpus.$srv"
         done
+    done
+    for srv in "${SERVERS[@]}"; do
+        [[ -s $TMP/rates.$srv ]] || continue
         printf "%-10s %-11s %6s %7s %14s %13s us\n" "$name" "$srv" "$conns" "$size" \
-            "$(median <"$TMP/rates")" "$(median <"$TMP/cpus")"
+            "$(median <"$TMP/rates.$srv")" "$(median <"$TMP/cpus.$srv")"
     done
 done
 echo
 echo "gust $($GUST --version 2>/dev/null | head -1 | awk '{print $2}'), luajit client on CPU $CLIENT_CPU," \
      "servers on CPU $SERVER_CPU, ${DURATION}s x $RUNS runs (median)"
 (( have_websockets )) && echo "python websockets $WS_VERSION ($($PY --version 2>&1)), asyncio, no uvloop"
-echo "nginx + lua: not measured (Debian has no resty.websocket)"
+[[ -n ${PEER:-} ]] && echo "nginx-lua: $PEER (no permessage-deflate: not in the deflate case)"
+[[ -n ${PEER:-} ]] || echo "nginx + lua: not measured (set PEER to an OpenResty stand-in)"
