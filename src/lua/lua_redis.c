@@ -36,6 +36,7 @@
 #include "lua_core.h"
 #include "lua_redis.h"
 #include "lua_sched.h"
+#include "lua_stream.h"
 
 #define CONN_MT "gust.redis.conn"
 
@@ -450,49 +451,11 @@ static void push_conn(lua_State *L, gust_server_t *s, gust_stream_t *st) {
     gust_stream_read_start(st);
 }
 
-typedef struct pending_connect {
-    gust_server_t *server;
-    int co_ref;
-} pending_connect_t;
-
-static void on_connect_done(gust_stream_t *st, const char *err, void *arg) {
-    pending_connect_t *pc = arg;
-    gust_server_t *s = pc->server;
-    if (!s->L) {
-        gust_stream_free(st);
-        gust_free(pc);
-        return;
-    }
-    lua_State *co = waiter(s, pc->co_ref);
-    int n = 1;
-    if (st) {
-        push_conn(co, s, st);
-    } else {
-        lua_pushnil(co);
-        lua_pushstring(co, err);
-        n = 2;
-    }
-    gust_run_t run = {pc->co_ref, GUST_RUN_STACK, n, NULL};
-    gust_sched_push(s, run);
-    gust_free(pc);
-}
-
 /* core.redis_connect(host, port, timeout?) -> conn | nil, err (yields)
  * [-(2..3), +1|2, e] */
 static int core_redis_connect(lua_State *L) {
-    gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
-    const char *host = luaL_checkstring(L, 1);
-    int port = luaL_checkint(L, 2);
-    double timeout = luaL_optnumber(L, 3, 0);
-    luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
-    int ref = gust_sched_anchor(L);
-    if (ref == LUA_NOREF)
-        return luaL_error(L, "redis.connect() must be called from a task");
-    pending_connect_t *pc = gust_malloc(sizeof *pc);
-    pc->server = s;
-    pc->co_ref = ref;
-    gust_stream_connect(s->core, host, port, timeout, on_connect_done, pc);
-    return lua_yield(L, 0);
+    return gust_lua_connect(L, lua_touserdata(L, lua_upvalueindex(1)), "redis.connect()",
+                            push_conn);
 }
 
 /* core.redis_connect_unix(path) -> conn | nil, err: a local socket

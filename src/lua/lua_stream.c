@@ -383,10 +383,11 @@ static int core_stream(lua_State *L) {
     return 1;
 }
 
-/* A connect in progress: who waits for it. */
+/* A connect in progress: who waits for it, and what the stream becomes. */
 typedef struct pending_connect {
     gust_server_t *server;
     int co_ref;
+    gust_lua_stream_wrap_fn wrap;
 } pending_connect_t;
 
 static void on_connect_done(gust_stream_t *st, const char *err, void *arg) {
@@ -400,7 +401,7 @@ static void on_connect_done(gust_stream_t *st, const char *err, void *arg) {
     lua_State *co = waiter(s, pc->co_ref);
     int n = 1;
     if (st) {
-        push_stream(co, s, st);
+        pc->wrap(co, s, st);
     } else {
         lua_pushnil(co);
         lua_pushstring(co, err);
@@ -410,22 +411,28 @@ static void on_connect_done(gust_stream_t *st, const char *err, void *arg) {
     gust_free(pc);
 }
 
-/* core.connect(host, port, timeout?) -> stream | nil, err (yields)
- * [-(2..3), +1|2, e] */
-static int core_connect(lua_State *L) {
-    gust_server_t *s = lua_touserdata(L, lua_upvalueindex(1));
+int gust_lua_connect(lua_State *L, gust_server_t *s, const char *what,
+                     gust_lua_stream_wrap_fn wrap) {
     const char *host = luaL_checkstring(L, 1);
     int port = luaL_checkint(L, 2);
     double timeout = luaL_optnumber(L, 3, 0);
     luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
     int ref = gust_sched_anchor(L);
     if (ref == LUA_NOREF)
-        return luaL_error(L, "connect() must be called from a task");
+        return luaL_error(L, "%s must be called from a task", what);
     pending_connect_t *pc = gust_malloc(sizeof *pc);
     pc->server = s;
     pc->co_ref = ref;
+    pc->wrap = wrap;
     gust_stream_connect(s->core, host, port, timeout, on_connect_done, pc);
     return lua_yield(L, 0);
+}
+
+/* core.connect(host, port, timeout?) -> stream | nil, err (yields)
+ * [-(2..3), +1|2, e] */
+static int core_connect(lua_State *L) {
+    return gust_lua_connect(L, lua_touserdata(L, lua_upvalueindex(1)), "connect()",
+                            gust_lua_stream_push);
 }
 
 void gust_lua_stream_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int salen,
