@@ -511,9 +511,12 @@ static void handler_release(void *arg) {
         lh->handle->lh = NULL;
     }
     if (L) {
-        luaL_unref(L, LUA_REGISTRYINDEX, lh->handler_ref);
-        luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);
-        luaL_unref(L, LUA_REGISTRYINDEX, lh->request_mt_ref);
+        /* Later: a listener's last connection can close inside
+         * gust_lua_finish_plain, an FFI call. */
+        gust_sched_t *sc = lh->server->sched;
+        gust_sched_unref(sc, lh->handler_ref);
+        gust_sched_unref(sc, lh->dispatch_ref);
+        gust_sched_unref(sc, lh->request_mt_ref);
     }
     gust_free(lh);
 }

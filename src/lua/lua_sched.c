@@ -366,6 +366,9 @@ int gust_sched_run_queue(void *arg) {
     size_t n = sc->runq_len;
     for (size_t i = 0; i < n && s->L; i++) {
         gust_run_t run = sc->runq[i];
+        /* Taken: gust_sched_disown must not match it from now on (it stays
+         * in the array until the pass ends). */
+        sc->runq[i].co_ref = LUA_NOREF;
         lua_rawgeti(L, LUA_REGISTRYINDEX, run.co_ref);
         if (run.kind != GUST_RUN_KEPT)
             luaL_unref(L, LUA_REGISTRYINDEX, run.co_ref);

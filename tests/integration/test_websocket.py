@@ -840,6 +840,32 @@ class MetricsTest(WebSocketTestBase):
         self.assertEqual(base, self.gauge())
 
 
+class ReaderAnchorTest(WebSocketTestBase):
+    """A connection's reader task is anchored while it waits; closing many
+    connections at once (with collections running meanwhile) must let
+    every one of them go."""
+    app = "ws_app.lua"
+
+    def threads(self):
+        return int(fetch(self.port, "/threads")[1])
+
+    def test_readers_are_released_when_many_close_at_once(self):
+        base = self.threads()
+        closed = self.stats()["closed"]
+        for _ in range(20):
+            conns = [self.connect("/churn") for _ in range(30)]
+            for ws in conns:
+                ws.send_text("x")
+            for ws in conns:
+                self.assertEqual((OP_TEXT, b"x"), ws.recv())
+            for ws in conns:
+                ws.close_socket()
+            closed += 30
+            self.wait_stats(lambda s, n=closed: s["closed"] >= n)
+        # 600 connections went; a leak keeps hundreds of their readers.
+        self.assertLessEqual(self.threads(), base + 5)
+
+
 class TLSEchoServer(threading.Thread):
     """A minimal wss:// echo server (Python ssl), for gust's client."""
 

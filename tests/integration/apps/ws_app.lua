@@ -11,6 +11,10 @@
 --   /flood                writes 64 KiB messages from another task until
 --                         the client is closed for not reading (1008)
 --   /pinger               pings every 0.2 s, 0.5 s timeout
+--   /churn                echo whose on_close makes garbage (a collection
+--                         then runs while other closes are being handled)
+--   /threads              coroutines the registry holds after a full
+--                         collection (plain HTTP): readers must not stay
 --   /stats                what the handlers saw, as JSON (plain HTTP)
 --   /hello                plain HTTP, to show the server still serves
 local web = require "gust.web"
@@ -98,6 +102,24 @@ Pinger.ping_timeout = 0.5
 function Pinger.on_pong() stats.pongs = (stats.pongs or 0) + 1 end
 function Pinger:on_close() closed(self, "pinger") end
 
+local Churn = Echo:extend()
+local churned = 0
+function Churn:on_close()
+  closed(self, "churn")
+  for i = 1, 3000 do churned = churned + #{ i } end
+end
+
+local Threads = web.RequestHandler:extend()
+function Threads:get()
+  collectgarbage("collect")
+  collectgarbage("collect")
+  local n = 0
+  for _, v in pairs(debug.getregistry()) do
+    if type(v) == "thread" then n = n + 1 end
+  end
+  self:write(tostring(n))
+end
+
 local Stats = web.RequestHandler:extend()
 function Stats:get() self:write(stats) end
 
@@ -113,6 +135,8 @@ return web.Application({
   {"/error", Error},
   {"/flood", Flood},
   {"/pinger", Pinger},
+  {"/churn", Churn},
+  {"/threads", Threads},
   {"/stats", Stats},
   {"/hello", Hello},
 }, { websocket_max_message_size = 65536 })
