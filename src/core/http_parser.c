@@ -55,15 +55,33 @@ static int on_method(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
-static gust_http_header_t *new_header(gust_http_request_t *r) {
-    if (r->nheaders == r->headers_cap) {
-        r->headers_cap = r->headers_cap ? r->headers_cap * 2 : 16;
-        r->headers = gust_realloc(r->headers, r->headers_cap * sizeof *r->headers);
+gust_http_header_t *gust_http_header_new(gust_http_header_t **headers, unsigned *n, unsigned *cap,
+                                         uint32_t name) {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *headers = gust_realloc(*headers, *cap * sizeof **headers);
     }
-    gust_http_header_t *h = &r->headers[r->nheaders++];
-    h->name = r->arena_len;
+    gust_http_header_t *h = &(*headers)[(*n)++];
+    h->name = name;
     h->name_len = h->value = h->value_len = 0;
     return h;
+}
+
+const char *gust_http_header_find(const char *arena, const gust_http_header_t *headers, unsigned n,
+                                  const char *lname, size_t *len) {
+    size_t ln = strlen(lname);
+    for (unsigned i = n; i-- > 0;) {
+        const gust_http_header_t *h = &headers[i];
+        if (h->name_len == ln && memcmp(arena + h->name, lname, ln) == 0) {
+            *len = h->value_len;
+            return arena + h->value;
+        }
+    }
+    return NULL;
+}
+
+static gust_http_header_t *new_header(gust_http_request_t *r) {
+    return gust_http_header_new(&r->headers, &r->nheaders, &r->headers_cap, (uint32_t)r->arena_len);
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
@@ -531,13 +549,5 @@ size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t l
 }
 
 const char *gust_http_request_header(const gust_http_request_t *r, const char *lname, size_t *len) {
-    size_t n = strlen(lname);
-    for (unsigned i = r->nheaders; i-- > 0;) {
-        const gust_http_header_t *h = &r->headers[i];
-        if (h->name_len == n && memcmp(r->arena + h->name, lname, n) == 0) {
-            *len = h->value_len;
-            return r->arena + h->value;
-        }
-    }
-    return NULL;
+    return gust_http_header_find(r->arena, r->headers, r->nheaders, lname, len);
 }

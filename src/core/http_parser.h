@@ -26,6 +26,15 @@ typedef struct gust_http_header {
     uint32_t name, name_len, value, value_len; /* offsets into the arena */
 } gust_http_header_t;
 
+/* The header table both parsers keep (a request's, a reply's): entries
+ * *n of *cap in *headers, names and values in an arena. A new empty entry
+ * whose name starts at arena offset `name`, the array grown as needed. */
+gust_http_header_t *gust_http_header_new(gust_http_header_t **headers, unsigned *n, unsigned *cap,
+                                         uint32_t name);
+/* The value of the last entry named `lname` (lower-case), or NULL. */
+const char *gust_http_header_find(const char *arena, const gust_http_header_t *headers, unsigned n,
+                                  const char *lname, size_t *len);
+
 typedef struct gust_http_request {
     llhttp_t parser;
     const gust_http_limits_t *limits;

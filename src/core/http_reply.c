@@ -58,13 +58,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     if (!r->in_field) {
         if (r->nheaders == GUST_MAX_HEADERS)
             return fail(r, "malformed response: %s", "too many headers");
-        if (r->nheaders == r->headers_cap) {
-            r->headers_cap = r->headers_cap ? r->headers_cap * 2 : 16;
-            r->headers = gust_realloc(r->headers, r->headers_cap * sizeof *r->headers);
-        }
-        gust_http_header_t *h = &r->headers[r->nheaders++];
-        h->name = r->arena_len;
-        h->name_len = h->value = h->value_len = 0;
+        gust_http_header_new(&r->headers, &r->nheaders, &r->headers_cap, (uint32_t)r->arena_len);
         r->in_field = 1;
     }
     if (arena_add(r, at, len, 1))
@@ -262,13 +256,5 @@ int gust_http_reply_eof(gust_http_reply_t *r) {
 }
 
 const char *gust_http_reply_header(const gust_http_reply_t *r, const char *lname, size_t *len) {
-    size_t n = strlen(lname);
-    for (unsigned i = r->nheaders; i-- > 0;) {
-        const gust_http_header_t *h = &r->headers[i];
-        if (h->name_len == n && memcmp(r->arena + h->name, lname, n) == 0) {
-            *len = h->value_len;
-            return r->arena + h->value;
-        }
-    }
-    return NULL;
+    return gust_http_header_find(r->arena, r->headers, r->nheaders, lname, len);
 }
