@@ -289,18 +289,24 @@ function WebSocketHandler:get(...)
   run_callback(self, "on_close", self.on_close)
 end
 
+-- write_message's argument as it goes out: a table as JSON text. Raises at
+-- the caller of write_message for anything else.
+local function outgoing(message, binary)
+  local t = type(message)
+  if t == "table" then return json_encode(message), false end
+  if t ~= "string" then
+    error("bad argument #1 to 'write_message' (string or table expected, got " .. t .. ")", 3)
+  end
+  return message, binary
+end
+
 -- write_message(string | table, binary?) -> true | nil, "closed". A table
 -- is sent as JSON text. Called from the connection's own task it yields
 -- while the client is behind (the C high mark); from any other task (a
 -- broadcast) it never waits, and a client too far behind is closed with
 -- 1008 instead.
 function WebSocketHandler:write_message(message, binary)
-  local t = type(message)
-  if t == "table" then
-    message, binary = json_encode(message), false
-  elseif t ~= "string" then
-    error("bad argument #1 to 'write_message' (string or table expected, got " .. t .. ")", 2)
-  end
+  message, binary = outgoing(message, binary)
   local ws = rawget(self, "ws_connection")
   if ws == nil then return nil, "closed" end
   return ws:write_message(message, binary, "owner")
@@ -359,12 +365,7 @@ function WebSocketClientConnection:read_message()
 end
 
 function WebSocketClientConnection:write_message(message, binary)
-  local t = type(message)
-  if t == "table" then
-    message, binary = json_encode(message), false
-  elseif t ~= "string" then
-    error("bad argument #1 to 'write_message' (string or table expected, got " .. t .. ")", 2)
-  end
+  message, binary = outgoing(message, binary)
   return self.ws_connection:write_message(message, binary)
 end
 
