@@ -163,24 +163,24 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
             goto out;
         if (eof)
             n = 0; /* what was read is in st->in: an EOF after data */
-    } else if (evbuffer_get_length(st->in) == 0) {
-        /* Nothing buffered (the usual case: each read is consumed whole):
-         * read into the core's buffer and copy what came, rather than
-         * reserve a fresh READ_CHUNK for the input every time. */
-        n = read(fd, st->core->rbuf, sizeof st->core->rbuf);
-        if (n > 0)
-            evbuffer_add(st->in, st->core->rbuf, (size_t)n);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            goto out;
-        if (n < 0)
-            err = strerror(errno);
     } else {
-        struct evbuffer_iovec v;
-        if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
-            goto out;
-        n = read(fd, v.iov_base, v.iov_len);
-        v.iov_len = n > 0 ? (size_t)n : 0;
-        evbuffer_commit_space(st->in, &v, 1);
+        if (evbuffer_get_length(st->in) == 0) {
+            /* Nothing buffered (the usual case: each read is consumed
+             * whole): read into the core's buffer and copy what came,
+             * rather than reserve a fresh READ_CHUNK every time. */
+            n = read(fd, st->core->rbuf, sizeof st->core->rbuf);
+            if (n > 0)
+                evbuffer_add(st->in, st->core->rbuf, (size_t)n);
+        } else {
+            struct evbuffer_iovec v;
+            if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
+                goto out;
+            n = read(fd, v.iov_base, v.iov_len);
+            int e = errno;
+            v.iov_len = n > 0 ? (size_t)n : 0;
+            evbuffer_commit_space(st->in, &v, 1);
+            errno = e;
+        }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             goto out;
         if (n < 0)
