@@ -372,16 +372,21 @@ class Conn:
         return self.wait_closed(wait) is None
 
 
-def get(port, path, headers=None, timeout=5.0):
-    """A plain http.client GET on a new connection -> (status, headers, body)."""
+def request(port, method, path, headers=None, timeout=5.0):
+    """A plain http.client request on a new connection -> (status, headers, body)."""
     import http.client
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        c.request("GET", path, headers=headers or {})
+        c.request(method, path, headers=headers or {})
         r = c.getresponse()
         return r.status, r.headers, r.read()
     finally:
         c.close()
+
+
+def get(port, path, headers=None, timeout=5.0):
+    """request(port, "GET", path, ...)"""
+    return request(port, "GET", path, headers, timeout)
 
 
 # ---- Redis for the --redis and gust.redis tests ------------------------------

@@ -15,6 +15,7 @@ import threading
 import time
 import unittest
 
+import gusttest
 from gusttest import APPS, GUST_BIN, Server
 
 ASAN = "asan" in GUST_BIN
@@ -30,13 +31,8 @@ def cpu_seconds(pid):
 
 def get(port, path, timeout=5.0):
     """A GET on a new connection -> (status, body as text)."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, r.read().decode()
-    finally:
-        c.close()
+    status, _, body = gusttest.get(port, path, timeout=timeout)
+    return status, body.decode()
 
 
 def metrics(port):

@@ -7,7 +7,6 @@ middle of traffic: gust serves on, says so once, keeps local delivery,
 counts what it dropped (gust_pubsub_dropped_total) and delivers across
 servers again within 2 s of Redis coming back; a malformed URL is refused
 with exit status 2 and one line naming the flag."""
-import http.client
 import json
 import re
 import threading
@@ -15,19 +14,15 @@ import time
 import unittest
 import subprocess
 
-from gusttest import GUST_BIN, RedisServer, Server, free_port, get
+from gusttest import GUST_BIN, RedisServer, Server, free_port, get, request
 
 UP = r"redis: pub/sub spans servers through"
 
 
 def post(port, path, timeout=30):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("POST", path)
-        r = c.getresponse()
-        return r.status, r.read().decode()
-    finally:
-        c.close()
+    """A POST on a new connection -> (status, body as text)."""
+    status, _, body = request(port, "POST", path, timeout=timeout)
+    return status, body.decode()
 
 
 def dropped(port):
