@@ -140,6 +140,15 @@ static void on_read(gust_stream_t *st, void *arg) {
     }
 }
 
+/* The stream's read callback: the reader it wakes runs right after, from
+ * here, not on the deferred callbacks' next pass (as a WebSocket's). */
+static void on_readable(gust_stream_t *st, void *arg) {
+    gust_sched_t *sc = ((lstream_t *)arg)->server->sched;
+    gust_sched_batch_begin(sc);
+    on_read(st, arg);
+    gust_sched_batch_end(sc); /* last: the reader may let go of the stream */
+}
+
 static void on_drain(gust_stream_t *st, void *arg) {
     lstream_t *ls = arg;
     gust_server_t *s = ls->server;
@@ -207,7 +216,7 @@ static lstream_t *push_stream(lua_State *L, gust_server_t *s, gust_stream_t *st)
     ls->self_ref = ls->read_ref = ls->write_ref = ls->close_ref = LUA_NOREF;
     luaL_getmetatable(L, STREAM_MT);
     lua_setmetatable(L, -2);
-    st->on_read = on_read;
+    st->on_read = on_readable;
     st->on_drain = on_drain;
     st->on_close = on_close;
     st->arg = ls;
