@@ -44,6 +44,15 @@ class LongPollTest(GustTestCase):
         self.assertEqual(before["cond_closed"] + 1, s["cond_closed"])
         self.assertEqual(before["queue_closed"] + 1, s["queue_closed"])
 
+    def test_finish_of_a_request_already_over_says_closed(self):
+        for how in (b"plain", b"headers"):
+            s = self.leave_while_waiting(b"/late/" + how)
+            self.assertEqual(b"", s.recv(4096))  # cut without an answer
+            s.close()
+        s = self.wait_for(lambda s: "late_plain" in s and "late_headers" in s)
+        self.assertEqual("nil closed", s["late_plain"])
+        self.assertEqual("nil closed", s["late_headers"])
+
     def test_live_waiter_still_gets_the_item_after_a_leaver(self):
         leaver = self.leave_while_waiting(b"/queue")
         self.wait_for(lambda s: s["waiting"] >= 1)

@@ -26,6 +26,17 @@ function WaitQueue:get()
   self:write(item)
 end
 
+-- A response ended under its handler (here the core's handle cut the
+-- connection): finish() then says "closed", whether the response takes the
+-- core's plain path (no headers of its own) or the full one.
+local Late = web.RequestHandler:extend()
+function Late:get(how)
+  self._req:abort()
+  if how == "headers" then self:set_header("X-Late", "1") end
+  local ok, err = self:finish("late")
+  stats["late_" .. how] = tostring(ok) .. " " .. tostring(err)
+end
+
 local Notify = web.RequestHandler:extend()
 function Notify:post()
   cond:notify_all()
@@ -38,4 +49,5 @@ function Stats:get() self:write(stats) end
 
 return web.Application({
   {"/cond", WaitCond}, {"/queue", WaitQueue}, {"/notify", Notify}, {"/stats", Stats},
+  {"/late/(%a+)", Late},
 })
