@@ -125,13 +125,25 @@ static int core_log_level(lua_State *L) {
     return 1;
 }
 
-/* core.set_close_hook(fn)  [-1, +0, e] */
+/* core.set_close_hook(close[, adopt]): close(req) runs when the client of
+ * an unfinished request went away; adopt(req), when the run a request
+ * started in ended and the request can still be reported (it goes on, or
+ * its client left during that run), so that whoever keeps requests by
+ * handle need keep only those  [-(1|2), +0, e] */
 static int core_set_close_hook(lua_State *L) {
     gust_server_t *s = upserver(L);
     luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_unref(L, LUA_REGISTRYINDEX, s->close_hook_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->adopt_hook_ref);
     lua_pushvalue(L, 1);
     s->close_hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->adopt_hook_ref = LUA_NOREF;
+    if (!lua_isnoneornil(L, 2)) {
+        lua_pushvalue(L, 2);
+        s->adopt_hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     return 0;
 }
 

@@ -41,6 +41,7 @@ typedef struct lreq {
     int ref;       /* anchors the handle while the request outlives its first run */
     int slot;      /* else its index on the server thread's stack during that run, or 0 */
     int flush_ref; /* the coroutine waiting in flush() */
+    int left;      /* the close hook was called for it during its first run */
 } lreq_t;
 
 static const char dispatch_key = 'D'; /* registry: the dispatch trampoline */
@@ -79,6 +80,7 @@ static void on_request(gust_request_t *r, void *arg) {
     h->req = r;
     h->server = s;
     h->flush_ref = LUA_NOREF;
+    h->left = 0;
     r->ctx = h;
     /* Most requests are over before their first run returns: for that run
      * the handle is anchored on the server thread's stack, and in the
@@ -102,6 +104,14 @@ static void on_request(gust_request_t *r, void *arg) {
     gust_sched_set_running(s->sched, NULL, NULL, 0);
     if (rc != 0 && rc != LUA_YIELD && r->ctx == h)
         gust_request_fail(r); /* only if the trampoline itself failed (out of memory) */
+    if ((h->req || h->left) && s->adopt_hook_ref != LUA_NOREF) {
+        lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->adopt_hook_ref);
+        lua_pushvalue(s->L, h->slot);
+        if (lua_pcall(s->L, 1, 0, 0) != 0) {
+            gust_log(&s->core->log, GUST_LOG_ERROR, "adopt hook: %s", lua_tostring(s->L, -1));
+            lua_pop(s->L, 1);
+        }
+    }
     h->slot = 0;
     if (h->req)
         h->ref = luaL_ref(s->L, LUA_REGISTRYINDEX); /* pops the handle */
@@ -117,9 +127,10 @@ static void on_client_left(gust_request_t *r, void *arg) {
     if (!h || !s->L || s->close_hook_ref == LUA_NOREF)
         return;
     lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->close_hook_ref);
-    if (h->slot)
+    if (h->slot) {
+        h->left = 1;
         lua_pushvalue(s->L, h->slot);
-    else
+    } else
         lua_rawgeti(s->L, LUA_REGISTRYINDEX, h->ref);
     gust_sched_start(s, s->L, 1);
 }

@@ -135,7 +135,7 @@ static gust_server_t *server_alloc(const gust_config_t *cfg, struct event_base *
         return NULL;
     gust_server_t *s = gust_calloc(1, sizeof *s);
     s->core = core;
-    s->app_ref = s->close_hook_ref = LUA_NOREF;
+    s->app_ref = s->close_hook_ref = s->adopt_hook_ref = LUA_NOREF;
     s->sched = gust_sched_new(s);
     s->timers = gust_timers_new(s);
     s->bus = gust_bus_new(s);

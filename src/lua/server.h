@@ -27,7 +27,8 @@ struct gust_server {
 
     int app_ref;          /* what the app script returned */
     const char *app_path; /* the script gust_load_app() runs, while it runs */
-    int close_hook_ref;   /* core.set_close_hook */
+    int close_hook_ref;   /* core.set_close_hook(close, adopt) */
+    int adopt_hook_ref;
 
     gust_sched_t *sched;           /* coroutines run from the loop (lua_sched.c) */
     gust_timers_t *timers;         /* Lua timers (lua_timer.c) */

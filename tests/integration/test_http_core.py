@@ -481,6 +481,9 @@ class HTTPCoreTest(GustTestCase):
                                st["forever_done"] > before["forever_done"])
         self.assertEqual(st["closes"], before["closes"] + 1)
         self.assertEqual(st["forever_done"], before["forever_done"] + 1)
+        # the adopt hook named it when its first run ended with it open
+        # (the /closes requests themselves finish in theirs)
+        self.assertEqual(st["adopts"], before["adopts"] + 1)
 
     def test_close_hook_on_reset(self):
         before = self._closes()
@@ -515,6 +518,7 @@ class HTTPCoreTest(GustTestCase):
             c.request("GET", "/hello")
         time.sleep(0.2)
         self.assertEqual(self._closes()["closes"], before["closes"])
+        self.assertEqual(self._closes()["adopts"], before["adopts"])
 
     def test_half_closed_client_still_answered(self):
         # a client that sends its request and shuts down its sending side

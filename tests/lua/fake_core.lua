@@ -85,8 +85,9 @@ function core.listen(handler, port, address, opts)
   return listener
 end
 
-function core.set_close_hook(fn)
+function core.set_close_hook(fn, adopt)
   fake.close_hook = fn
+  fake.adopt_hook = adopt
 end
 
 -- h * 16777619 mod 2^32 in halves: a full product passes 2^53, where
@@ -333,6 +334,8 @@ function fake.fetch(app, method, uri, opts)
   req.co = co
   local ok, err = coroutine.resume(co, req, method, path, query)
   if not ok then error("the application raised (the core would 500): " .. tostring(err), 2) end
+  -- As the core does when the first run ends with the request still open.
+  if fake.adopt_hook and not req.response and not req._closed then fake.adopt_hook(req) end
   return req
 end
 

@@ -226,6 +226,24 @@ describe("request:on_close", function()
     assert.same({ "session", "closed" }, events)
   end)
 
+  -- The requests the close hook can report are kept by handle only while
+  -- they can be: one over (in its first run or later) is left to the GC.
+  it("keeps no request once it is over", function()
+    local app, seen = pending()
+    local kept = setmetatable({}, { __mode = "k" })
+    local req = fetch(app, "GET", "/")
+    kept[seen.handler.request] = true
+    seen.handler:finish("later")
+    local done = fetch(app_with(handler({ get = function(self) self:write("now") end })), "GET", "/")
+    kept[done] = true -- the handle of a request over in its first run
+    req, done, seen.handler = nil, nil, nil
+    -- the request made last is remembered until the next one: make one
+    fetch(app_with(handler({})), "GET", "/")
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(kept))
+  end)
+
   it("refuses what is not a function", function()
     local H = handler({ get = function(self) self.request:on_close("x") end })
     local req = fetch(app_with(H), "GET", "/")

@@ -67,6 +67,7 @@ local RequestHandler = {
   _status = 200,
   _finished = false,
   _headers_written = false,
+  _write_buffer = false, -- a string, then a table from the second write()
   _auto_finish = true,
 }
 
@@ -102,16 +103,15 @@ function RequestHandler.extend(base, proto)
   return cls
 end
 
--- The metatable a request's handler gets. An __index function costs a call
--- on every method and default-field lookup, so a class that cannot have a
--- current_user (it keeps the default get_current_user) gets a flattened
--- copy of its class chain as a plain table; the copy's `super` keeps
--- is_instance() true. Made once per route, at its first request, so methods
--- must be defined before the app serves (as they are in practice).
-local function instance_mt(cls)
-  if cls.get_current_user ~= RequestHandler.get_current_user then
-    return cls
-  end
+-- The metatable a route's handlers get: a flattened copy of the class chain
+-- (the copy's `super` keeps is_instance() true) that also holds the
+-- route's application and settings, so a new handler table needs only the
+-- fields of its request. A plain table as __index, except for a class that
+-- can have a current_user (it overrides get_current_user): an __index
+-- function costs a call on every method and default-field lookup. Made
+-- once per route, at its first request, so methods must be defined before
+-- the app serves (as they are in practice).
+local function instance_mt(cls, app)
   local chain = {}
   local c = cls
   while c ~= nil do
@@ -122,8 +122,14 @@ local function instance_mt(cls)
   for i = #chain, 1, -1 do
     for k, v in pairs(chain[i]) do mt[k] = v end
   end
-  mt.__index = mt
   mt.super = cls
+  mt.application = app
+  mt.settings = app.settings
+  if cls.get_current_user ~= RequestHandler.get_current_user then
+    mt.__index = handler_index(mt)
+  else
+    mt.__index = mt
+  end
   return mt
 end
 
@@ -162,7 +168,7 @@ end
 -- (Tornado's clear()).
 function RequestHandler:clear()
   self._headers = nil
-  self._write_buffer = nil
+  self._write_buffer = false
   self._status = 200
   self._reason = nil
   self:set_default_headers()
@@ -256,8 +262,8 @@ function RequestHandler:write(chunk)
   if chunk == "" then return end
   -- One chunk (most responses) is kept as it is: a table only from the
   -- second on. The core takes either.
-  local buf = rawget(self, "_write_buffer")
-  if buf == nil then
+  local buf = self._write_buffer
+  if not buf then
     self._write_buffer = chunk
   elseif type(buf) == "string" then
     self._write_buffer = { buf, chunk }
@@ -331,15 +337,15 @@ end
 function RequestHandler:flush()
   if self._finished then error("Cannot flush() after finish()", 2) end
   local req = self._req
-  local buf = rawget(self, "_write_buffer")
-  self._write_buffer = nil
+  local buf = self._write_buffer
+  self._write_buffer = false
   if not self._headers_written then
     self._headers_written = true
     add_cookie_headers(self)
     return req:flush(self._status, rawget(self, "_reason"), rawget(self, "_headers"), buf or "")
   end
   -- An empty chunk would end a chunked body, so there is nothing to send.
-  if buf == nil then return true end
+  if not buf then return true end
   -- The core ignores status and headers once the head is out, but its
   -- argument check still wants a status.
   return req:flush(self._status, nil, nil, buf)
@@ -365,8 +371,8 @@ function RequestHandler:finish(chunk)
   if self._finished then error("finish() called twice", 2) end
   if chunk ~= nil then self:write(chunk) end
   local req = self._req
-  local buf = rawget(self, "_write_buffer")
-  self._write_buffer = nil
+  local buf = self._write_buffer or nil
+  self._write_buffer = false
   local ok, err
   if not self._headers_written then
     self._headers_written = true
@@ -408,7 +414,7 @@ function RequestHandler:_finish_with_file(path, offset, length)
   if self._headers_written then error("Cannot send a file after headers have been written", 2) end
   local req = self._req
   self._headers_written = true
-  self._write_buffer = nil
+  self._write_buffer = false
   add_cookie_headers(self)
   local ok, err = req:send_file(self._status, rawget(self, "_reason"), rawget(self, "_headers"),
                                 path, offset, length)
@@ -789,11 +795,14 @@ end
 local function new_handler(app, req, method, path, query, body_len, co, spec)
   local mt = spec.mt
   if mt == nil then
-    mt = instance_mt(spec.handler_class)
+    mt = instance_mt(spec.handler_class, app)
     spec.mt = mt
   end
-  local handler = setmetatable({ application = app, settings = app.settings, request = false,
-                                 _req = req, _co = co or co_running() }, mt)
+  -- Every field the life cycle sets, set here: a store to a key the
+  -- table does not have yet is a call into LuaJIT's table code.
+  local handler = setmetatable({ request = false, _req = req, _co = co or co_running(),
+                                 _finished = false, _headers_written = false,
+                                 _write_buffer = false }, mt)
   handler.request = new_request(app, req, method, path, query, body_len, client_left, handler)
   return handler
 end

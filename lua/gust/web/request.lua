@@ -197,11 +197,16 @@ end
 -- fn(owner), if the client goes away before the response is finished; it
 -- must not raise. The listeners added with on_close() run when the request
 -- is over for whatever reason, after that, in the order they were added,
--- each under xpcall. The requests in flight are kept here, by core handle,
--- for the core's close hook, which reports a client gone. A request over
--- has _client_left = false.
+-- each under xpcall. A request over has _client_left = false.
+--
+-- The core's close hook reports a client gone by core handle, so the
+-- requests it can report are kept here by handle: those still open after
+-- the run that made them (the core's adopt hook names them then). Most
+-- requests are over within that run and never enter the table: a new key
+-- per request is a call into LuaJIT's table code, on every request.
 
 local inflight = {}
+local current -- the request made last: the one the run in progress made
 
 local function call_listener(fn, ...)
   local ok, err = xpcall(fn, log.traceback, ...)
@@ -212,7 +217,7 @@ end
 local function finished(r)
   if r._client_left == false then return end
   r._client_left = false
-  inflight[r._req] = nil
+  if rawget(r, "_adopted") then inflight[r._req] = nil end
   local listeners = rawget(r, "_listeners")
   if listeners then
     r._listeners = nil
@@ -231,7 +236,17 @@ local function client_left(req)
   r._client_left(rawget(r, "_owner"))
   finished(r)
 end
-core.set_close_hook(client_left)
+
+-- The run that made the request (whose handle is req) ended, and the core
+-- can still report it (it goes on, or its client left during that run).
+local function adopt(req)
+  local r = current
+  if r ~= nil and r._req == req and r._client_left ~= false then
+    inflight[req] = r
+    r._adopted = true
+  end
+end
+core.set_close_hook(client_left, adopt)
 
 -- request:on_close(fn, ...): fn(...) runs once when the request is over:
 -- its response finished, or its client gone first (then
@@ -262,7 +277,7 @@ function _M.new(app, req, method, path, query, body_len, on_client_left, owner)
   local r = setmetatable({ _req = req, _app = app, method = method, path = path,
                            query = query or "", _body_len = body_len,
                            _client_left = on_client_left or noop, _owner = owner }, Request)
-  inflight[req] = r
+  current = r
   return r
 end
 

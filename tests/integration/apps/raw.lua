@@ -4,11 +4,14 @@ local core = require "gust.core"
 local cjson = require "cjson"
 
 local closes = 0          -- close-hook calls
+local adopts = 0          -- adopt-hook calls: requests still open after their first run
 local forever_started = 0 -- /forever requests begun
 local forever_done = 0    -- /forever handlers that noticed and returned
 
 core.set_close_hook(function(_req)
   closes = closes + 1
+end, function(_req)
+  adopts = adopts + 1
 end)
 
 local function parse_query(q)
@@ -133,7 +136,7 @@ routes["/forever"] = function(req)
 end
 
 routes["/closes"] = function(req)
-  json(req, 200, {closes = closes, forever_started = forever_started,
+  json(req, 200, {closes = closes, adopts = adopts, forever_started = forever_started,
                   forever_done = forever_done})
 end
 
