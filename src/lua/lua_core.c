@@ -126,10 +126,11 @@ static int core_log_level(lua_State *L) {
 }
 
 /* core.set_close_hook(close[, adopt]): close(req) runs when the client of
- * an unfinished request went away; adopt(req), when the run a request
+ * an unfinished request went away; adopt(req, co), when the run a request
  * started in ended and the request can still be reported (it goes on, or
  * its client left during that run), so that whoever keeps requests by
- * handle need keep only those  [-(1|2), +0, e] */
+ * handle need keep only those; co is that run's coroutine if it is
+ * suspended, else nil  [-(1|2), +0, e] */
 static int core_set_close_hook(lua_State *L) {
     gust_server_t *s = upserver(L);
     luaL_checktype(L, 1, LUA_TFUNCTION);

@@ -94,20 +94,23 @@ static void on_request(gust_request_t *r, void *arg) {
     lua_pushstring(co, method);
     lua_pushlstring(co, r->path, r->path_len);
     lua_pushlstring(co, r->query, r->query_len);
-    /* The body's length lets the framework skip req:body() when it is 0. */
-    lua_pushinteger(co, (lua_Integer)m->body_len);
-    /* The coroutine itself, which coroutine.running() would give: that is
-     * a C function, and a call to it breaks the request's trace in two. */
-    lua_pushthread(co);
     gust_sched_set_running(s->sched, method, m->arena, m->url_len);
-    int rc = gust_sched_resume(s, co, 7);
+    int rc = gust_sched_resume(s, co, 5);
     gust_sched_set_running(s->sched, NULL, NULL, 0);
     if (rc != 0 && rc != LUA_YIELD && r->ctx == h)
         gust_request_fail(r); /* only if the trampoline itself failed (out of memory) */
     if ((h->req || h->left) && s->adopt_hook_ref != LUA_NOREF) {
         lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->adopt_hook_ref);
         lua_pushvalue(s->L, h->slot);
-        if (lua_pcall(s->L, 1, 0, 0) != 0) {
+        /* The coroutine only while it waits: one that returned goes back to
+         * the pool (gust_sched_release), to run other requests. */
+        if (rc == LUA_YIELD) {
+            lua_pushthread(co);
+            lua_xmove(co, s->L, 1);
+        } else {
+            lua_pushnil(s->L);
+        }
+        if (lua_pcall(s->L, 2, 0, 0) != 0) {
             gust_log(&s->core->log, GUST_LOG_ERROR, "adopt hook: %s", lua_tostring(s->L, -1));
             lua_pop(s->L, 1);
         }
@@ -394,6 +397,16 @@ int gust_lua_finish_plain(void *handle, int status, const char *body, size_t len
     return rc < 0 ? 0 : 1;
 }
 
+int gust_lua_has_body(void *handle) {
+    lreq_t *h = handle;
+    if (!h || h->tag != &request_tag)
+        return -1;
+    size_t len = 0;
+    if (h->req)
+        gust_request_body(h->req, &len);
+    return len > 0;
+}
+
 /* req:flush(status, reason?, headers?, body?) -> true | nil, "closed";
  * yields until the socket has taken the data  [-(2..5), +1|2, e] */
 static int req_flush(lua_State *L) {
@@ -575,12 +588,12 @@ void gust_lua_request_open(lua_State *L) {
     /* Every request runs through this trampoline: an error the handler does
      * not catch (a raw handler, a framework bug), even one raised after the
      * handler yielded, still ends its request. Lua, so it can yield; no
-     * varargs (on_request always passes six arguments), which LuaJIT
+     * varargs (on_request always passes four arguments), which LuaJIT
      * would not compile. */
     static const char trampoline[] =
         "local xpcall, traceback = xpcall, debug.traceback\n"
-        "return function(handler, req, method, path, query, body_len, co)\n"
-        "  local ok, err = xpcall(handler, traceback, req, method, path, query, body_len, co)\n"
+        "return function(handler, req, method, path, query)\n"
+        "  local ok, err = xpcall(handler, traceback, req, method, path, query)\n"
         "  if not ok then req:_fail(err) end\n"
         "end\n";
     lua_pushlightuserdata(L, (void *)&dispatch_key);

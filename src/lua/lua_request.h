@@ -42,4 +42,9 @@ void gust_lua_request_open(lua_State *L);
  * over, -1 for what req:finish would raise an error for. */
 GUST_API int gust_lua_finish_plain(void *handle, int status, const char *body, size_t len);
 
+/* Whether a request has a body, through the FFI (gust.web.request, for the
+ * same reason): 1, 0 (none, or the request is over), -1 for a handle that
+ * is not a request's. */
+GUST_API int gust_lua_has_body(void *handle);
+
 #endif

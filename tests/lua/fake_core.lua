@@ -335,7 +335,9 @@ function fake.fetch(app, method, uri, opts)
   local ok, err = coroutine.resume(co, req, method, path, query)
   if not ok then error("the application raised (the core would 500): " .. tostring(err), 2) end
   -- As the core does when the first run ends with the request still open.
-  if fake.adopt_hook and not req.response and not req._closed then fake.adopt_hook(req) end
+  if fake.adopt_hook and not req.response and not req._closed then
+    fake.adopt_hook(req, coroutine.status(co) == "suspended" and co or nil)
+  end
   return req
 end
 

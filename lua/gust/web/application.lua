@@ -152,19 +152,17 @@ function Application:listen(port, address)
   return listener
 end
 
--- What the core calls, in a fresh coroutine (co, when the core passes it:
--- coroutine.running() is a C call, which splits the trace), for every
--- request. Routes
--- of at most one capture (nearly all) take serve1, which has no varargs;
--- for more, the path is matched again to pass them all on.
-function Application:__call(req, method, path, query, body_len, co)
+-- What the core calls, in a fresh coroutine, for every request. Routes of
+-- at most one capture (nearly all) take serve1, which has no varargs; for
+-- more, the path is matched again to pass them all on.
+function Application:__call(req, method, path, query)
   local router = self._router
   local spec, cap = find(router, path)
   local ncaps = spec.ncaps
   if ncaps < 2 then
-    return serve1(self, req, method, path, query, body_len, co, spec, ncaps, cap)
+    return serve1(self, req, method, path, query, spec, ncaps, cap)
   end
-  return serve(self, req, method, path, query, body_len, co, find(router, path))
+  return serve(self, req, method, path, query, find(router, path))
 end
 
 _M.Application = Application

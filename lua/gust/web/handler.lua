@@ -21,7 +21,6 @@ local find, format, gsub, lower, match, sub = string.find, string.format, string
 local concat = table.concat
 local ffi = require "ffi"
 local floor = math.floor
-local co_running = coroutine.running
 local loaded = package.loaded
 
 local core = require "gust.core"
@@ -71,26 +70,106 @@ local RequestHandler = {
   _auto_finish = true,
 }
 
--- current_user is computed on first read. Lua hands a fall-through lookup
--- to the class where it misses, not to the instance, so laziness needs an
--- instance __index function; one is made per class (at extend()), never per
--- request.
+-- Fields made on first read (LAZY[name](handler) returns the value):
+-- current_user and request. Lua hands a fall-through lookup to the class
+-- where it misses, not to the instance, so laziness needs an instance
+-- __index function; one is made per class (at extend()) and per route,
+-- never per request.
+local LAZY = {}
+
+function LAZY.current_user(self)
+  if rawget(self, "_current_user_done") then return nil end
+  local v = self:get_current_user()
+  if v == nil then
+    rawset(self, "_current_user_done", true)
+  else
+    rawset(self, "current_user", v)
+  end
+  return v
+end
+
 local function handler_index(cls)
   return function(self, k)
     local v = cls[k]
-    if v == nil and k == "current_user" then
-      if rawget(self, "_current_user_done") then return nil end
-      v = self:get_current_user()
-      if v == nil then
-        rawset(self, "_current_user_done", true)
-      else
-        rawset(self, "current_user", v)
-      end
+    if v == nil then
+      local make = LAZY[k]
+      if make ~= nil then return make(self) end
     end
     return v
   end
 end
 RequestHandler.__index = handler_index(RequestHandler)
+
+-- The end of a request -----------------------------------------------------------
+--
+-- A request is over when its response is finished, when its client goes
+-- away first, or, for a handler that took its connection over (detach),
+-- when the verb that did so returns. The core's close hook reports a client
+-- gone by core handle, so the handlers it can report are kept here by
+-- handle: those still open after the run that made them, which the core's
+-- adopt hook names. Most requests are over within that run and never enter
+-- the table (a new key per request is a call into LuaJIT's table code).
+
+local inflight = {}
+local current -- the handler made last: the one the run in progress made
+
+local function over(self)
+  return rawget(self, "_over") or (self._finished and not rawget(self, "_detached"))
+end
+
+-- The request is over: it leaves the table, and its on_close listeners run,
+-- once (if it was made: nobody could add any otherwise).
+local function request_over(self)
+  if rawget(self, "_adopted") then inflight[rawget(self, "_req")] = nil end
+  local r = rawget(self, "request")
+  if r then request_finished(r) end
+end
+
+-- self.request is made on first read: a handler that never reads it (most
+-- GETs) allocates none.
+function LAZY.request(self)
+  local r = new_request(self.application, rawget(self, "_req"), self._method, self._path,
+                        self._query)
+  rawset(self, "request", r)
+  if over(self) then
+    if rawget(self, "_gone") then r.connection_closed = true end
+    request_finished(r)
+  end
+  return r
+end
+
+-- The client went away before the response was finished: the handler's
+-- on_connection_close runs, and a handler still waiting on a lock or a
+-- queue (long polling, DESIGN §4.5) is woken with nil, "closed", so no dead
+-- request lingers; then the request is over.
+local function client_left(req)
+  local self = inflight[req]
+  if self == nil or over(self) then return end
+  self._over, self._gone = true, true
+  local r = rawget(self, "request")
+  if r then r.connection_closed = true end
+  local ok, err = xpcall(self.on_connection_close, on_error, self)
+  if not ok then
+    log.error("Exception in on_connection_close: %s", take_traceback(err) or tostring(err))
+  end
+  local co = rawget(self, "_co")
+  local locks = loaded["gust.locks"]
+  if co and locks and locks.waiting(co) then locks.cancel(co, "closed") end
+  request_over(self)
+end
+
+-- The run that made the handler of req ended and the core can still report
+-- the request; co is the coroutine of that run if it is suspended (one that
+-- returned goes back to the core's pool, to run other requests).
+local function adopt(req, co)
+  local self = current
+  if self ~= nil and rawget(self, "_req") == req and not over(self) then
+    inflight[req] = self
+    self._adopted = true
+    self._co = co
+  end
+end
+core.set_close_hook(client_left, adopt)
 
 function RequestHandler.__tostring(self)
   return "<" .. (self.__name or "RequestHandler") .. ">"
@@ -106,11 +185,8 @@ end
 -- The metatable a route's handlers get: a flattened copy of the class chain
 -- (the copy's `super` keeps is_instance() true) that also holds the
 -- route's application and settings, so a new handler table needs only the
--- fields of its request. A plain table as __index, except for a class that
--- can have a current_user (it overrides get_current_user): an __index
--- function costs a call on every method and default-field lookup. Made
--- once per route, at its first request, so methods must be defined before
--- the app serves (as they are in practice).
+-- fields of its request. Made once per route, at its first request, so
+-- methods must be defined before the app serves (as they are in practice).
 local function instance_mt(cls, app)
   local chain = {}
   local c = cls
@@ -125,11 +201,7 @@ local function instance_mt(cls, app)
   mt.super = cls
   mt.application = app
   mt.settings = app.settings
-  if cls.get_current_user ~= RequestHandler.get_current_user then
-    mt.__index = handler_index(mt)
-  else
-    mt.__index = mt
-  end
+  mt.__index = handler_index(mt)
   return mt
 end
 
@@ -319,7 +391,7 @@ end
 -- tail. on_finish runs exactly once, and an error in it is only logged.
 local function finished(self)
   self._finished = true
-  request_finished(self.request)
+  request_over(self)
   local log_function = self.settings.log_function
   if log_function then
     local ok, err = pcall(log_function, self)
@@ -656,7 +728,10 @@ end
 local function run_protected(self, fn, ...)
   local ok, err = xpcall(fn, on_error, self, ...)
   if not ok then handle_request_exception(self, err, take_traceback(err)) end
-  if rawget(self, "_detached") then request_finished(self.request) end
+  if rawget(self, "_detached") then
+    self._over = true
+    request_over(self)
+  end
 end
 _M.run_protected = run_protected
 
@@ -666,7 +741,10 @@ _M.run_protected = run_protected
 function RequestHandler:_execute(kwargs, method, ...)
   local ok, err = xpcall(execute, on_error, self, kwargs, method, ...)
   if not ok then handle_request_exception(self, err, take_traceback(err)) end
-  if rawget(self, "_detached") then request_finished(self.request) end
+  if rawget(self, "_detached") then
+    self._over = true
+    request_over(self)
+  end
 end
 
 -- Arguments -------------------------------------------------------------------
@@ -776,54 +854,40 @@ end
 ------------------------------------------------------------------------------
 -- Making handlers
 
--- What the request calls when its client went away before the response
--- was finished: the handler's on_connection_close runs, and a handler
--- still waiting on a lock or a queue (long polling, DESIGN §4.5) is woken
--- with nil, "closed", so no dead request lingers.
-local function client_left(handler)
-  local ok, err = xpcall(handler.on_connection_close, on_error, handler)
-  if not ok then
-    log.error("Exception in on_connection_close: %s", take_traceback(err) or tostring(err))
-  end
-  local co = rawget(handler, "_co")
-  local locks = loaded["gust.locks"]
-  if co and locks and locks.waiting(co) then locks.cancel(co, "closed") end
-end
-
--- A handler of the route's class (spec) and its request, for the core's
--- handle req.
-local function new_handler(app, req, method, path, query, body_len, co, spec)
+-- A handler of the route's class (spec) for the core's handle req.
+local function new_handler(app, req, method, path, query, spec)
   local mt = spec.mt
   if mt == nil then
     mt = instance_mt(spec.handler_class, app)
     spec.mt = mt
   end
-  -- Every field the life cycle sets, set here: a store to a key the
-  -- table does not have yet is a call into LuaJIT's table code.
-  local handler = setmetatable({ request = false, _req = req, _co = co or co_running(),
+  -- The fields the life cycle sets, set here (a store to a key the table
+  -- does not have yet is a call into LuaJIT's table code), with room for
+  -- request.
+  local handler = setmetatable({ _req = req, _method = method, _path = path, _query = query,
                                  _finished = false, _headers_written = false,
                                  _write_buffer = false }, mt)
-  handler.request = new_request(app, req, method, path, query, body_len, client_left, handler)
+  current = handler
   return handler
 end
 
--- serve(app, req, method, path, query, body_len, co, spec, ...): what the
+-- serve(app, req, method, path, query, spec, ...): what the
 -- Application does with each request. A handler of the route's class
 -- (spec, as the router found it) and its request, for the core's handle
 -- req, run with the route's captures in the current coroutine.
-function _M.serve(app, req, method, path, query, body_len, co, spec, ...)
-  local handler = new_handler(app, req, method, path, query, body_len, co, spec)
+function _M.serve(app, req, method, path, query, spec, ...)
+  local handler = new_handler(app, req, method, path, query, spec)
   return handler:_execute(spec.kwargs, method, ...)
 end
 
 local default_execute = RequestHandler._execute
 
--- serve1(app, req, method, path, query, body_len, co, spec, ncaps, cap): serve()
+-- serve1(app, req, method, path, query, spec, ncaps, cap): serve()
 -- for a route of no capture (ncaps 0) or one (cap), the common case, with
 -- no varargs on the way and RequestHandler:_execute inlined for the
 -- classes that keep it.
-function _M.serve1(app, req, method, path, query, body_len, co, spec, ncaps, cap)
-  local handler = new_handler(app, req, method, path, query, body_len, co, spec)
+function _M.serve1(app, req, method, path, query, spec, ncaps, cap)
+  local handler = new_handler(app, req, method, path, query, spec)
   local exec = handler._execute
   if exec ~= default_execute then
     if ncaps == 0 then return exec(handler, spec.kwargs, method) end
@@ -836,7 +900,10 @@ function _M.serve1(app, req, method, path, query, body_len, co, spec, ncaps, cap
     ok, err = xpcall(execute1, on_error, handler, spec.kwargs, method, cap)
   end
   if not ok then handle_request_exception(handler, err, take_traceback(err)) end
-  if rawget(handler, "_detached") then request_finished(handler.request) end
+  if rawget(handler, "_detached") then
+    handler._over = true
+    request_over(handler)
+  end
 end
 
 return _M

@@ -20,13 +20,11 @@ local unpack = unpack or table.unpack -- luacheck: ignore 143
 local byte, find, format, lower, match = string.byte, string.find, string.format,
   string.lower, string.match
 
-local core = require "gust.core"
+local ffi = require "ffi"
 local httputil = require "gust.httputil"
 local log = require "gust.log"
 
 local HTTPHeaders = httputil.HTTPHeaders
-
-local function noop() end
 
 local Request = { __name = "gust.web.HTTPServerRequest" }
 local request_methods = {}
@@ -134,14 +132,24 @@ end
 
 function BUILDERS.query_arguments(r) return httputil.parse_qs(r.query) end
 
+-- Whether the request has a body, through the FFI: a Lua C function (a
+-- bodiless GET's req:body()) would end the request's trace. Absent when
+-- gust's C core is not this process (the specs' fake core, plain luajit).
+pcall(ffi.cdef, "int gust_lua_has_body(void *h);")
+local has_body
+do
+  local ok, fn = pcall(function() return ffi.C.gust_lua_has_body end)
+  if ok then has_body = fn end
+end
+
 -- Fills body_arguments and files together. Returns true, or nil and the
 -- parser's message for a malformed body.
 local function parse_body(r)
   local args, files = {}, {}
   local ok, err = true, nil
-  -- The core passes the body length, so a bodiless request never asks it
-  -- for the body or the headers.
-  local body = r._body_len ~= 0 and r.body or ""
+  local body = ""
+  local req = r._req
+  if has_body == nil or type(req) ~= "userdata" or has_body(req) ~= 0 then body = r.body end
   if body ~= "" then
     local ctype = r.headers["Content-Type"]
     if ctype then
@@ -191,33 +199,21 @@ end
 
 
 ------------------------------------------------------------------------------
--- The end of a request: its owner (the handler) and its on_close listeners.
+-- The end of a request: its on_close listeners.
 --
--- A request is made for an owner, with a function the request calls,
--- fn(owner), if the client goes away before the response is finished; it
--- must not raise. The listeners added with on_close() run when the request
--- is over for whatever reason, after that, in the order they were added,
--- each under xpcall. A request over has _client_left = false.
---
--- The core's close hook reports a client gone by core handle, so the
--- requests it can report are kept here by handle: those still open after
--- the run that made them (the core's adopt hook names them then). Most
--- requests are over within that run and never enter the table: a new key
--- per request is a call into LuaJIT's table code, on every request.
-
-local inflight = {}
-local current -- the request made last: the one the run in progress made
+-- The listeners added with on_close() run when the request is over, for
+-- whatever reason (its handler says when: gust.web.handler), in the order
+-- they were added, each under xpcall.
 
 local function call_listener(fn, ...)
   local ok, err = xpcall(fn, log.traceback, ...)
   if not ok then log.error("Exception in on_close callback: %s", tostring(err)) end
 end
 
--- The request is over: it leaves the registry and its listeners run, once.
+-- finished(r): the request is over; its listeners run, once.
 local function finished(r)
-  if r._client_left == false then return end
-  r._client_left = false
-  if rawget(r, "_adopted") then inflight[r._req] = nil end
+  if r._over then return end
+  r._over = true
   local listeners = rawget(r, "_listeners")
   if listeners then
     r._listeners = nil
@@ -229,25 +225,6 @@ local function finished(r)
 end
 _M.finished = finished
 
-local function client_left(req)
-  local r = inflight[req]
-  if r == nil then return end
-  r.connection_closed = true
-  r._client_left(rawget(r, "_owner"))
-  finished(r)
-end
-
--- The run that made the request (whose handle is req) ended, and the core
--- can still report it (it goes on, or its client left during that run).
-local function adopt(req)
-  local r = current
-  if r ~= nil and r._req == req and r._client_left ~= false then
-    inflight[req] = r
-    r._adopted = true
-  end
-end
-core.set_close_hook(client_left, adopt)
-
 -- request:on_close(fn, ...): fn(...) runs once when the request is over:
 -- its response finished, or its client gone first (then
 -- request.connection_closed is true), or, for a connection its handler took
@@ -258,7 +235,7 @@ function request_methods:on_close(fn, ...)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'on_close' (function expected, got " .. type(fn) .. ")", 2)
   end
-  if self._client_left == false then
+  if self._over then
     call_listener(fn, ...)
     return
   end
@@ -270,27 +247,18 @@ function request_methods:on_close(fn, ...)
   listeners[#listeners + 1] = { fn, select("#", ...), ... }
 end
 
--- new(app, req, method, path, query, body_len, on_client_left?, owner?)
--- -> a request for the core handle req, in flight until finished();
--- on_client_left(owner) runs if its client goes away first.
-function _M.new(app, req, method, path, query, body_len, on_client_left, owner)
-  local r = setmetatable({ _req = req, _app = app, method = method, path = path,
-                           query = query or "", _body_len = body_len,
-                           _client_left = on_client_left or noop, _owner = owner }, Request)
-  current = r
-  return r
+-- new(app, req, method, path, query) -> the request of the core handle req,
+-- until finished().
+function _M.new(app, req, method, path, query)
+  return setmetatable({ _req = req, _app = app, method = method, path = path,
+                        query = query or "", _over = false }, Request)
 end
 
 -- detach(request) -> stream | nil, err: the core hands over the request's
 -- connection (with its TLS session and the bytes read past the request)
--- and stops reporting on it. The request is over when its new owner calls
--- finished().
+-- and stops reporting on it.
 function _M.detach(r)
-  local req = r._req
-  local stream, err = req:detach()
-  if not stream then return nil, err end
-  inflight[req] = nil
-  return stream
+  return r._req:detach()
 end
 
 _M.parse_body = parse_body
