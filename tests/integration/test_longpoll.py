@@ -53,6 +53,33 @@ class LongPollTest(GustTestCase):
         self.assertEqual("nil closed", s["late_plain"])
         self.assertEqual("nil closed", s["late_headers"])
 
+    def test_leaver_whose_handler_returned_wakes_no_other_wait(self):
+        # /async's handler returns without finishing, so its coroutine is
+        # free again and the next request, a wait, runs in it: the client
+        # of /async leaving must not wake that wait.
+        before = self.stats()
+        leaver = self.leave_while_waiting(b"/async")
+        self.wait_for(lambda s: s["async"] == before["async"] + 1)
+        live = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        live.request("GET", "/cond")
+        self.wait_for(lambda s: s["waiting"] == before["waiting"] + 1)
+        leaver.close()
+        self.wait_for(lambda s: s["async_closed"] == before["async_closed"] + 1)
+        s = self.stats()
+        self.assertEqual(before["waiting"] + 1, s["waiting"])
+        self.assertEqual(before["cond_closed"], s["cond_closed"])
+        poster = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        poster.request("POST", "/notify", "item=x",
+                       {"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(200, poster.getresponse().status)
+        resp = live.getresponse()
+        self.assertEqual(b"woken", resp.read())
+        self.wait_for(lambda s: s["waiting"] == before["waiting"])
+        # /notify also queued its item: take it, for the other tests
+        taker = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        taker.request("GET", "/queue")
+        self.assertEqual(b"x", taker.getresponse().read())
+
     def test_live_waiter_still_gets_the_item_after_a_leaver(self):
         leaver = self.leave_while_waiting(b"/queue")
         self.wait_for(lambda s: s["waiting"] >= 1)

@@ -226,6 +226,37 @@ describe("request:on_close", function()
     assert.same({ "session", "closed" }, events)
   end)
 
+  -- self.request is made on first read: one read only once the request is
+  -- over is over too.
+  it("made after its client left, says so and runs a listener at once", function()
+    local closed = 0
+    local app, seen = pending({ on_connection_close = function() closed = closed + 1 end })
+    local req = fetch(app, "GET", "/p?a=1")
+    assert.is_nil(rawget(seen.handler, "request"))
+    fake.close(req)
+    assert.equal(1, closed)
+    local request = seen.handler.request
+    assert.is_true(request.connection_closed)
+    assert.equal("/p", request.path)
+    assert.equal("a=1", request.query)
+    local ran = 0
+    request:on_close(function() ran = ran + 1 end)
+    assert.equal(1, ran)
+  end)
+
+  it("made after the response finished, is over", function()
+    local app, seen = pending()
+    fetch(app, "GET", "/")
+    seen.handler:finish("done")
+    assert.is_nil(rawget(seen.handler, "request"))
+    local request = seen.handler.request
+    assert.equal("GET", request.method)
+    assert.is_nil(request.connection_closed)
+    local ran = 0
+    request:on_close(function() ran = ran + 1 end)
+    assert.equal(1, ran)
+  end)
+
   -- The requests the close hook can report are kept by handle only while
   -- they can be: one over (in its first run or later) is left to the GC.
   it("keeps no request once it is over", function()

@@ -6,7 +6,7 @@ local queues = require "gust.queues"
 
 local cond = locks.Condition()
 local queue = queues.Queue()
-local stats = { cond_closed = 0, queue_closed = 0, waiting = 0 }
+local stats = { cond_closed = 0, queue_closed = 0, waiting = 0, async = 0, async_closed = 0 }
 
 local WaitCond = web.RequestHandler:extend()
 function WaitCond:get()
@@ -37,6 +37,12 @@ function Late:get(how)
   stats["late_" .. how] = tostring(ok) .. " " .. tostring(err)
 end
 
+-- Returns at once and never finishes: its coroutine goes back to the
+-- core's pool, and runs the next request.
+local Async = web.RequestHandler:extend()
+Async.get = web.asynchronous(function() stats.async = stats.async + 1 end)
+function Async:on_connection_close() stats.async_closed = stats.async_closed + 1 end
+
 local Notify = web.RequestHandler:extend()
 function Notify:post()
   cond:notify_all()
@@ -49,5 +55,5 @@ function Stats:get() self:write(stats) end
 
 return web.Application({
   {"/cond", WaitCond}, {"/queue", WaitQueue}, {"/notify", Notify}, {"/stats", Stats},
-  {"/late/(%a+)", Late},
+  {"/late/(%a+)", Late}, {"/async", Async},
 })
