@@ -231,13 +231,13 @@ describe("request:on_close", function()
   it("made after its client left, says so and runs a listener at once", function()
     local closed = 0
     local app, seen = pending({ on_connection_close = function() closed = closed + 1 end })
-    local req = fetch(app, "GET", "/p?a=1")
+    local req = fetch(app, "GET", "/?a=1")
     assert.is_nil(rawget(seen.handler, "request"))
     fake.close(req)
     assert.equal(1, closed)
     local request = seen.handler.request
     assert.is_true(request.connection_closed)
-    assert.equal("/p", request.path)
+    assert.equal("/", request.path)
     assert.equal("a=1", request.query)
     local ran = 0
     request:on_close(function() ran = ran + 1 end)
