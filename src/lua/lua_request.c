@@ -44,7 +44,7 @@ typedef struct lreq {
     int left;      /* the close hook was called for it during its first run */
 } lreq_t;
 
-static const char dispatch_key = 'D'; /* registry: the dispatch trampoline */
+static const char dispatch_key = 'D'; /* registry: makes a listener's trampoline */
 static const char request_mt_key = 'M';
 
 static gust_request_t *check_req(lua_State *L) {
@@ -72,7 +72,6 @@ static void on_request(gust_request_t *r, void *arg) {
     const gust_http_request_t *m = r->msg;
     lua_State *co = gust_sched_thread(s->sched);
     lua_rawgeti(co, LUA_REGISTRYINDEX, lh->dispatch_ref);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, lh->handler_ref);
     lreq_t *h = lua_newuserdata(co, sizeof *h);
     lua_rawgeti(co, LUA_REGISTRYINDEX, lh->request_mt_ref);
     lua_setmetatable(co, -2);
@@ -90,12 +89,14 @@ static void on_request(gust_request_t *r, void *arg) {
     lua_pushvalue(co, -1);
     lua_xmove(co, s->L, 1);
     h->slot = lua_gettop(s->L);
-    const char *method = llhttp_method_name((llhttp_method_t)m->method);
-    lua_pushstring(co, method);
+    /* The method as llhttp's number: the trampoline has its names, so no
+     * string is looked up (hashed, interned) here. */
+    lua_pushinteger(co, m->method);
     lua_pushlstring(co, r->path, r->path_len);
     lua_pushlstring(co, r->query, r->query_len);
-    gust_sched_set_running(s->sched, method, m->arena, m->url_len);
-    int rc = gust_sched_resume(s, co, 5);
+    gust_sched_set_running(s->sched, llhttp_method_name((llhttp_method_t)m->method), m->arena,
+                           m->url_len);
+    int rc = gust_sched_resume(s, co, 4);
     gust_sched_set_running(s->sched, NULL, NULL, 0);
     if (rc != 0 && rc != LUA_YIELD && r->ctx == h)
         gust_request_fail(r); /* only if the trampoline itself failed (out of memory) */
@@ -557,7 +558,13 @@ gust_lua_handler_t *gust_lua_handler_attach(gust_server_t *s, gust_listener_t *l
     gust_lua_handler_t *lh = gust_calloc(1, sizeof *lh);
     lh->server = s;
     lh->handler_ref = handler_ref;
-    lh->dispatch_ref = ref_of(s->L, &dispatch_key);
+    /* The listener's own trampoline, with its handler bound: one registry
+     * look-up per request instead of two. */
+    lua_pushlightuserdata(s->L, (void *)&dispatch_key);
+    lua_rawget(s->L, LUA_REGISTRYINDEX);
+    lua_rawgeti(s->L, LUA_REGISTRYINDEX, handler_ref);
+    lua_call(s->L, 1, 1);
+    lh->dispatch_ref = luaL_ref(s->L, LUA_REGISTRYINDEX);
     lh->request_mt_ref = ref_of(s->L, &request_mt_key);
     lh->listener = l;
     l->on_release = handler_release;
@@ -585,20 +592,31 @@ void gust_lua_request_open(lua_State *L) {
     lua_pushlightuserdata(L, (void *)&request_mt_key);
     lua_insert(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
-    /* Every request runs through this trampoline: an error the handler does
+    /* Every request runs through a trampoline: an error the handler does
      * not catch (a raw handler, a framework bug), even one raised after the
      * handler yielded, still ends its request. Lua, so it can yield; no
-     * varargs (on_request always passes four arguments), which LuaJIT
-     * would not compile. */
+     * varargs, which LuaJIT would not compile. The registry keeps what
+     * makes one for a handler (gust_lua_handler_attach), with the names of
+     * llhttp's methods, which on_request passes by number. */
     static const char trampoline[] =
+        "local METHODS = ...\n"
         "local xpcall, traceback = xpcall, debug.traceback\n"
-        "return function(handler, req, method, path, query)\n"
-        "  local ok, err = xpcall(handler, traceback, req, method, path, query)\n"
-        "  if not ok then req:_fail(err) end\n"
+        "return function(handler)\n"
+        "  return function(req, m, path, query)\n"
+        "    local ok, err = xpcall(handler, traceback, req, METHODS[m], path, query)\n"
+        "    if not ok then req:_fail(err) end\n"
+        "  end\n"
         "end\n";
     lua_pushlightuserdata(L, (void *)&dispatch_key);
-    if (luaL_loadbuffer(L, trampoline, sizeof trampoline - 1, "=gust.dispatch") != 0 ||
-        lua_pcall(L, 0, 1, 0) != 0)
+    if (luaL_loadbuffer(L, trampoline, sizeof trampoline - 1, "=gust.dispatch") != 0)
+        luaL_error(L, "gust: dispatch trampoline: %s", lua_tostring(L, -1));
+    lua_createtable(L, 64, 0);
+#define METHOD_NAME(NUM, NAME, STRING)                                                             \
+    lua_pushliteral(L, #STRING);                                                                   \
+    lua_rawseti(L, -2, NUM);
+    HTTP_ALL_METHOD_MAP(METHOD_NAME)
+#undef METHOD_NAME
+    if (lua_pcall(L, 1, 1, 0) != 0)
         luaL_error(L, "gust: dispatch trampoline: %s", lua_tostring(L, -1));
     lua_rawset(L, LUA_REGISTRYINDEX);
 }
