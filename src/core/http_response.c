@@ -94,19 +94,6 @@ void gust_http_status_line(gust_buf_t *b, int http_minor, int status, const char
     b->len += 15 + reason_len;
 }
 
-void gust_http_header_line(gust_buf_t *b, const char *name, size_t nlen, const char *value,
-                           size_t vlen) {
-    gust_buf_reserve(b, nlen + vlen + 4);
-    char *p = b->p + b->len;
-    memcpy(p, name, nlen);
-    p[nlen] = ':';
-    p[nlen + 1] = ' ';
-    memcpy(p + nlen + 2, value, vlen);
-    p[nlen + 2 + vlen] = '\r';
-    p[nlen + 3 + vlen] = '\n';
-    b->len += nlen + vlen + 4;
-}
-
 void gust_http_date(time_t t, char *out) {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",

@@ -23,9 +23,19 @@ const char *gust_http_reason(int status);
 void gust_http_status_line(gust_buf_t *b, int http_minor, int status, const char *reason,
                            size_t reason_len);
 
-/* "Name: value\r\n" */
-void gust_http_header_line(gust_buf_t *b, const char *name, size_t nlen, const char *value,
-                           size_t vlen);
+/* "Name: value\r\n". Inline: a response head has several. */
+static inline void gust_http_header_line(gust_buf_t *b, const char *name, size_t nlen,
+                                         const char *value, size_t vlen) {
+    gust_buf_reserve(b, nlen + vlen + 4);
+    char *p = b->p + b->len;
+    memcpy(p, name, nlen);
+    p[nlen] = ':';
+    p[nlen + 1] = ' ';
+    memcpy(p + nlen + 2, value, vlen);
+    p[nlen + 2 + vlen] = '\r';
+    p[nlen + 3 + vlen] = '\n';
+    b->len += nlen + vlen + 4;
+}
 
 /* Writes the IMF-fixdate for `t` into out (GUST_HTTP_DATE_LEN + NUL). */
 void gust_http_date(time_t t, char *out);

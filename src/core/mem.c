@@ -46,9 +46,7 @@ void gust_buf_init(gust_buf_t *b, char *storage, size_t cap) {
     b->cap = b->fixed_cap = storage ? cap : 0;
 }
 
-void gust_buf_reserve(gust_buf_t *b, size_t extra) {
-    if (b->cap - b->len >= extra)
-        return;
+void gust_buf_grow(gust_buf_t *b, size_t extra) {
     size_t cap = b->cap ? b->cap * 2 : 256;
     while (cap - b->len < extra)
         cap *= 2;

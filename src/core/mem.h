@@ -28,20 +28,25 @@ typedef struct gust_buf {
 } gust_buf_t;
 
 void gust_buf_init(gust_buf_t *b, char *storage, size_t cap);
-void gust_buf_reserve(gust_buf_t *b, size_t extra);
+void gust_buf_grow(gust_buf_t *b, size_t extra);
 void gust_buf_free(gust_buf_t *b);
 
 /* Inline: a response head is a dozen of these, nearly always with room. */
+static inline void gust_buf_reserve(gust_buf_t *b, size_t extra) {
+    if (b->cap - b->len < extra)
+        gust_buf_grow(b, extra);
+}
+
 static inline void gust_buf_add(gust_buf_t *b, const void *data, size_t len) {
     if (b->cap - b->len < len)
-        gust_buf_reserve(b, len);
+        gust_buf_grow(b, len);
     memcpy(b->p + b->len, data, len);
     b->len += len;
 }
 
 static inline void gust_buf_addc(gust_buf_t *b, char c) {
     if (b->len == b->cap)
-        gust_buf_reserve(b, 1);
+        gust_buf_grow(b, 1);
     b->p[b->len++] = c;
 }
 
