@@ -224,7 +224,7 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     c->is_tcp = sa->sa_family != AF_UNIX;
     if (s->tls_ctx && gust_tls_accept(&c->tls, s->tls_ctx, fd) != 0)
         gust_log(&s->log, GUST_LOG_ERROR, "tls: cannot set up a connection");
-    event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST | (c->tls.ssl ? 0 : EV_ET), on_read, c);
     evtimer_assign(&c->timer, s->base, on_timer, c);
     c->next = s->conns;
     if (s->conns)
@@ -673,16 +673,29 @@ static ssize_t tls_read(gust_conn_t *c) {
 
 /* Reads straight into the input buffer's free space: evbuffer_read() would
  * first ask the kernel how much is waiting, a syscall per request. */
-static ssize_t read_some(gust_conn_t *c) {
+/* Reads into c->in; *full says the read took all the room it had, so the
+ * socket may hold more. */
+static ssize_t read_some(gust_conn_t *c, int *full) {
+    *full = 0;
     if (c->tls.ssl)
         return tls_read(c);
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(buffer(&c->in), READ_CHUNK, &v, 1) < 1)
         return -1;
-    ssize_t n = read(c->fd, v.iov_base, v.iov_len);
+    ssize_t n = recv(c->fd, v.iov_base, v.iov_len, 0);
+    *full = n > 0 && (size_t)n == v.iov_len;
     v.iov_len = n > 0 ? (size_t)n : 0;
     evbuffer_commit_space(c->in, &v, 1);
     return n;
+}
+
+/* A plain connection's read event is edge-triggered (epoll reports a
+ * socket once per arrival, not at every wait until it is drained): a read
+ * that filled its buffer is followed by another, on the next round of the
+ * loop, as level triggering would. */
+static void read_again(gust_conn_t *c) {
+    if (c->state != CONN_CLOSED && c->reading)
+        event_active(&c->rev, EV_READ, 1);
 }
 
 static void on_read(evutil_socket_t fd, short what, void *arg) {
@@ -695,10 +708,12 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     }
     if (!c->tls.ssl && in_len(c) == 0 && (c->state == CONN_IDLE || c->state == CONN_READING)) {
         /* Nothing pending: parse straight from the server's read buffer. */
-        ssize_t n = read(fd, c->core->rbuf, sizeof c->core->rbuf);
+        ssize_t n = recv(fd, c->core->rbuf, sizeof c->core->rbuf, 0);
         if (n > 0) {
             gust_conn_incref(c);
             conn_process_mem(c, c->core->rbuf, (size_t)n);
+            if ((size_t)n == sizeof c->core->rbuf)
+                read_again(c);
             gust_conn_decref(c);
             return;
         }
@@ -710,7 +725,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         gust_conn_close(c); /* EOF or error with nothing buffered */
         return;
     }
-    ssize_t n = read_some(c);
+    int full;
+    ssize_t n = read_some(c, &full);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         conn_rest(c); /* a TLS record not yet whole, say: no empty buffer kept */
         return;
@@ -719,6 +735,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         buffer_free(&c->in);
         if (n <= 0)
             gust_conn_close(c);
+        else if (full)
+            read_again(c);
         return;
     }
     if (n <= 0) {
@@ -745,6 +763,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     } else {
         conn_process(c);
     }
+    if (full)
+        read_again(c);
     gust_conn_decref(c);
 }
 

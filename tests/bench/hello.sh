@@ -17,7 +17,7 @@
 # Memory: VmRSS growth of a fresh server for MEM_CONNS (10000) idle keep-alive
 # connections that each completed one request (tests/bench/conn_hold.py).
 #
-# Environment: DURATION (s, 10), CONNS (100), RUNS (3), WARMUP (s, 2),
+# Environment: CASES ("a b c"), DURATION (s, 10), CONNS (100), RUNS (3), WARMUP (s, 2),
 # MEM_CONNS (10000), GUST (path to binary), NGINX (/usr/sbin/nginx),
 # GUST_BENCH_VARIANT (auto|framework|raw, passed to the app), KEEP_TMP=1.
 # Exit status: 0 when every run and check passed, 1 otherwise.
@@ -175,7 +175,7 @@ cpu_ticks() {
 
 # ---- cases -----------------------------------------------------------------
 
-CASES=(a b c)
+read -r -a CASES <<<"${CASES:-a b c}" # CASES="b" runs one
 declare -A CASE_PATH=([a]=/ [b]=/ [c]='/hello/bench?greeting=Hi')
 declare -A CASE_BODY=([a]='Hello, world' [b]='Hello, world' [c]='Hi, bench!')
 declare -A CASE_DESC=([a]='GET / keep-alive' [b]='GET / Connection: close' [c]='GET /hello/NAME?greeting=Hi')
