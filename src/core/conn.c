@@ -153,10 +153,15 @@ static void set_reading(gust_conn_t *c, int on) {
     if (on == c->reading)
         return;
     c->reading = on;
-    if (on)
-        event_add(&c->rev, NULL);
-    else
+    if (!on) {
         event_del(&c->rev);
+        return;
+    }
+    event_add(&c->rev, NULL);
+    /* Edge-triggered: what the socket held when reading stopped is not
+     * announced again (a delete and an add in one round cancel out). */
+    if (c->more)
+        event_active(&c->rev, EV_READ, 1);
 }
 
 /* Waits for writable: output is queued, or a TLS handshake step must
@@ -673,17 +678,16 @@ static ssize_t tls_read(gust_conn_t *c) {
 
 /* Reads straight into the input buffer's free space: evbuffer_read() would
  * first ask the kernel how much is waiting, a syscall per request. */
-/* Reads into c->in; *full says the read took all the room it had, so the
- * socket may hold more. */
-static ssize_t read_some(gust_conn_t *c, int *full) {
-    *full = 0;
+/* Reads into c->in; c->more says the read took all the room it had, so
+ * the socket may hold more. */
+static ssize_t read_some(gust_conn_t *c) {
     if (c->tls.ssl)
         return tls_read(c);
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(buffer(&c->in), READ_CHUNK, &v, 1) < 1)
         return -1;
     ssize_t n = recv(c->fd, v.iov_base, v.iov_len, 0);
-    *full = n > 0 && (size_t)n == v.iov_len;
+    c->more = n > 0 && (size_t)n == v.iov_len;
     v.iov_len = n > 0 ? (size_t)n : 0;
     evbuffer_commit_space(c->in, &v, 1);
     return n;
@@ -691,10 +695,10 @@ static ssize_t read_some(gust_conn_t *c, int *full) {
 
 /* A plain connection's read event is edge-triggered (epoll reports a
  * socket once per arrival, not at every wait until it is drained): a read
- * that filled its buffer is followed by another, on the next round of the
- * loop, as level triggering would. */
+ * that filled its buffer (c->more) is followed by another, on the next
+ * round of the loop, as level triggering would. */
 static void read_again(gust_conn_t *c) {
-    if (c->state != CONN_CLOSED && c->reading)
+    if (c->state != CONN_CLOSED && c->reading && c->more)
         event_active(&c->rev, EV_READ, 1);
 }
 
@@ -709,11 +713,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     if (!c->tls.ssl && in_len(c) == 0 && (c->state == CONN_IDLE || c->state == CONN_READING)) {
         /* Nothing pending: parse straight from the server's read buffer. */
         ssize_t n = recv(fd, c->core->rbuf, sizeof c->core->rbuf, 0);
+        c->more = (size_t)n == sizeof c->core->rbuf;
         if (n > 0) {
             gust_conn_incref(c);
             conn_process_mem(c, c->core->rbuf, (size_t)n);
-            if ((size_t)n == sizeof c->core->rbuf)
-                read_again(c);
+            read_again(c);
             gust_conn_decref(c);
             return;
         }
@@ -725,8 +729,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         gust_conn_close(c); /* EOF or error with nothing buffered */
         return;
     }
-    int full;
-    ssize_t n = read_some(c, &full);
+    ssize_t n = read_some(c);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         conn_rest(c); /* a TLS record not yet whole, say: no empty buffer kept */
         return;
@@ -735,7 +738,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         buffer_free(&c->in);
         if (n <= 0)
             gust_conn_close(c);
-        else if (full)
+        else
             read_again(c);
         return;
     }
@@ -763,8 +766,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     } else {
         conn_process(c);
     }
-    if (full)
-        read_again(c);
+    read_again(c);
     gust_conn_decref(c);
 }
 

@@ -168,14 +168,14 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
             /* Nothing buffered (the usual case: each read is consumed
              * whole): read into the core's buffer and copy what came,
              * rather than reserve a fresh READ_CHUNK every time. */
-            n = read(fd, st->core->rbuf, sizeof st->core->rbuf);
+            n = recv(fd, st->core->rbuf, sizeof st->core->rbuf, 0);
             if (n > 0)
                 evbuffer_add(st->in, st->core->rbuf, (size_t)n);
         } else {
             struct evbuffer_iovec v;
             if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
                 goto out;
-            n = read(fd, v.iov_base, v.iov_len);
+            n = recv(fd, v.iov_base, v.iov_len, 0);
             int e = errno;
             v.iov_len = n > 0 ? (size_t)n : 0;
             evbuffer_commit_space(st->in, &v, 1);

@@ -16,6 +16,7 @@
 #   one      32-byte text,    1 connection (latency-bound)
 #   large    16 KiB text,     CONNS=10
 #   deflate  4 KiB JSON-like text with permessage-deflate, CONNS=10
+# ONLY="small one" runs just those.
 #
 # The server runs pinned to CPU 0 (taskset), the load generator (gust's own
 # client, tests/bench/ws_client.lua under luajit) on CPU 1, so both servers
@@ -154,6 +155,7 @@ fi
 printf "%-10s %-11s %6s %7s %14s %16s\n" case server conns size "round trips/s" "server CPU/msg"
 for c in "${CASES[@]}"; do
     read -r name conns size deflate <<<"$c"
+    [[ -z ${ONLY:-} || " $ONLY " == *" $name "* ]] || continue
     for srv in "${SERVERS[@]}"; do : >"$TMP/rates.$srv"; : >"$TMP/cpus.$srv"; done
     for _ in $(seq "$RUNS"); do
         for srv in "${SERVERS[@]}"; do # interleaved: a busy moment hits every server
