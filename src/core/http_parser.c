@@ -99,6 +99,16 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
+/* A header name byte: lower-cased in the low byte, 0x100 for whitespace.
+ * One look-up per byte, every header of every request. */
+#define NAME_BYTE(c)                                                                               \
+    ((uint16_t)(((c) >= 'A' && (c) <= 'Z' ? (c) | 0x20 : (c)) |                                    \
+                ((c) == ' ' || (c) == '\t' ? 0x100 : 0)))
+#define NAME_4(c) NAME_BYTE(c), NAME_BYTE((c) + 1), NAME_BYTE((c) + 2), NAME_BYTE((c) + 3)
+#define NAME_16(c) NAME_4(c), NAME_4((c) + 4), NAME_4((c) + 8), NAME_4((c) + 12)
+#define NAME_64(c) NAME_16(c), NAME_16((c) + 16), NAME_16((c) + 32), NAME_16((c) + 48)
+static const uint16_t name_bytes[256] = {NAME_64(0), NAME_64(64), NAME_64(128), NAME_64(192)};
+
 /* Appends a header name span lower-cased, noting any whitespace in it:
  * RFC 9112 §5.1 allows none in a name or before the colon, and llhttp
  * refuses it only for the fields it interprets itself. */
@@ -108,14 +118,14 @@ static int name_add(gust_http_request_t *r, const char *at, size_t len) {
     if (r->arena_cap - r->arena_len < len)
         gust_arena_grow(&r->arena, r->arena_len, &r->arena_cap, len);
     char *dst = r->arena + r->arena_len;
-    unsigned ws = 0;
+    unsigned seen = 0;
     for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)at[i];
-        ws |= (ch == ' ') | (ch == '\t');
-        dst[i] = (char)((ch >= 'A' && ch <= 'Z') ? ch | 0x20 : ch);
+        unsigned v = name_bytes[(unsigned char)at[i]];
+        dst[i] = (char)v;
+        seen |= v;
     }
     r->arena_len += len;
-    r->name_ws |= ws;
+    r->name_ws |= (seen >> 8) & 1;
     return 0;
 }
 
