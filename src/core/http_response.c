@@ -81,6 +81,10 @@ const char *gust_http_reason(int status) {
 
 void gust_http_status_line(gust_buf_t *b, int http_minor, int status, const char *reason,
                            size_t reason_len) {
+    if (status == 200 && http_minor && reason_len == 2 && memcmp(reason, "OK", 2) == 0) {
+        gust_buf_addlit(b, "HTTP/1.1 200 OK\r\n"); /* most of them */
+        return;
+    }
     gust_buf_reserve(b, 16 + reason_len);
     char *p = b->p + b->len;
     memcpy(p, http_minor ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
