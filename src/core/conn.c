@@ -153,15 +153,10 @@ static void set_reading(gust_conn_t *c, int on) {
     if (on == c->reading)
         return;
     c->reading = on;
-    if (!on) {
+    if (on)
+        event_add(&c->rev, NULL); /* epoll announces a socket added while readable */
+    else
         event_del(&c->rev);
-        return;
-    }
-    event_add(&c->rev, NULL);
-    /* Edge-triggered: what the socket held when reading stopped is not
-     * announced again (a delete and an add in one round cancel out). */
-    if (c->more)
-        event_active(&c->rev, EV_READ, 1);
 }
 
 /* Waits for writable: output is queued, or a TLS handshake step must
