@@ -40,6 +40,12 @@ double gust_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double gust_now_coarse(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 const char *gust_core_date(gust_core_t *c) {
     struct timeval tv;
     event_base_gettimeofday_cached(c->base, &tv);

@@ -158,7 +158,7 @@ static void hold_begin(gust_server_t *s) {
     gust_sched_t *sc = s->sched;
     if (sc->depth++)
         return;
-    sc->t0 = gust_now();
+    sc->t0 = gust_now_coarse();
     sc->warned = 0;
     gust_metrics_slot_t *slot = slot_of(s);
     slot->warned = 0;
@@ -171,7 +171,7 @@ static void hold_end(gust_server_t *s, lua_State *co, int rc) {
         return;
     __atomic_store_n(&slot_of(s)->busy_since_us, 0, __ATOMIC_RELEASE);
     int warn_ms = s->core->cfg.block_warn_ms;
-    double ms = (gust_now() - sc->t0) * 1000;
+    double ms = (gust_now_coarse() - sc->t0) * 1000;
     if (warn_ms <= 0 || ms < warn_ms || sc->warned || !s->L)
         return;
     /* Held too long, but ended before a sample caught it (or in C code):
