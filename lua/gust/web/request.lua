@@ -40,6 +40,18 @@ function Request.__index(r, k)
   return request_methods[k]
 end
 
+-- field(r, k): r[k] for a builder that needs another field. Not through
+-- Request.__index: a metamethod that re-enters itself is recursion to
+-- LuaJIT, which then compiles the request's path as separate traces.
+local function field(r, k)
+  local v = rawget(r, k)
+  if v == nil then
+    v = BUILDERS[k](r)
+    if v ~= nil then rawset(r, k, v) end
+  end
+  return v
+end
+
 function Request.__tostring(r)
   return format("HTTPServerRequest(protocol=%q, host=%q, method=%q, uri=%q, version=%q, remote_ip=%q)",
                 r.protocol, r.host, r.method, r.uri, r.version, r.remote_ip)
@@ -175,10 +187,10 @@ function BUILDERS.files(r) return lazy_body(r, "files") end
 -- Without body arguments (every GET) the query's table is the answer
 -- itself: nothing to merge, so nothing is copied.
 function BUILDERS.arguments(r)
-  local body_arguments = r.body_arguments
-  if next(body_arguments) == nil then return r.query_arguments end
+  local body_arguments = field(r, "body_arguments")
+  if next(body_arguments) == nil then return field(r, "query_arguments") end
   local out = {}
-  for name, list in pairs(r.query_arguments) do
+  for name, list in pairs(field(r, "query_arguments")) do
     local l = {}
     for i = 1, #list do l[i] = list[i] end
     out[name] = l
