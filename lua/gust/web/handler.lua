@@ -70,16 +70,19 @@ local RequestHandler = {
   _auto_finish = true,
 }
 
--- Fields made on first read (LAZY[name](handler) returns the value):
--- current_user and request. Lua hands a fall-through lookup to the class
--- where it misses, not to the instance, so laziness needs an instance
--- __index function; one is made per class (at extend()) and per route,
--- never per request.
+-- Fields made on first read (LAZY[name](handler, cls) returns the value,
+-- cls the table the handler's methods come from): current_user and
+-- request. Lua hands a fall-through lookup to the class where it misses,
+-- not to the instance, so laziness needs an instance __index function; one
+-- is made per class (at extend()) and per route, never per request. The
+-- makers look up what they need in cls, not through the handler: an
+-- __index that re-enters itself is recursion to LuaJIT, which then
+-- compiles the request's path as separate traces.
 local LAZY = {}
 
-function LAZY.current_user(self)
+function LAZY.current_user(self, cls)
   if rawget(self, "_current_user_done") then return nil end
-  local v = self:get_current_user()
+  local v = cls.get_current_user(self)
   if v == nil then
     rawset(self, "_current_user_done", true)
   else
@@ -93,7 +96,7 @@ local function handler_index(cls)
     local v = cls[k]
     if v == nil then
       local make = LAZY[k]
-      if make ~= nil then return make(self) end
+      if make ~= nil then return make(self, cls) end
     end
     return v
   end
@@ -127,8 +130,8 @@ end
 
 -- self.request is made on first read: a handler that never reads it (most
 -- GETs) allocates none.
-function LAZY.request(self)
-  local r = new_request(self.application, rawget(self, "_req"), self._method, self._path,
+function LAZY.request(self, cls)
+  local r = new_request(cls.application, rawget(self, "_req"), self._method, self._path,
                         self._query)
   rawset(self, "request", r)
   if over(self) then
