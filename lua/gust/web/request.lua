@@ -154,14 +154,17 @@ do
   if ok then has_body = fn end
 end
 
+local function bodiless(r)
+  local req = r._req
+  return has_body ~= nil and type(req) == "userdata" and has_body(req) == 0
+end
+
 -- Fills body_arguments and files together. Returns true, or nil and the
 -- parser's message for a malformed body.
 local function parse_body(r)
   local args, files = {}, {}
   local ok, err = true, nil
-  local body = ""
-  local req = r._req
-  if has_body == nil or type(req) ~= "userdata" or has_body(req) ~= 0 then body = r.body end
+  local body = bodiless(r) and "" or r.body
   if body ~= "" then
     local ctype = r.headers["Content-Type"]
     if ctype then
@@ -185,8 +188,12 @@ function BUILDERS.body_arguments(r) return lazy_body(r, "body_arguments") end
 function BUILDERS.files(r) return lazy_body(r, "files") end
 
 -- Without body arguments (every GET) the query's table is the answer
--- itself: nothing to merge, so nothing is copied.
+-- itself: nothing to merge, so nothing is copied (and a bodiless request
+-- does not even make its empty body_arguments and files).
 function BUILDERS.arguments(r)
+  if rawget(r, "body_arguments") == nil and bodiless(r) then
+    return field(r, "query_arguments")
+  end
   local body_arguments = field(r, "body_arguments")
   if next(body_arguments) == nil then return field(r, "query_arguments") end
   local out = {}
