@@ -5,10 +5,10 @@
 -- (gust.web.security) and templates (gust.web.render) are mixed in.
 --
 -- Hot path: serve() runs for every request. A hello-world request
--- allocates the handler and its request (a single write() is kept as a
--- string, a buffer table only from the second); no closure is
--- made per request, request fields are built on first use, and a handler
--- gets its class chain flattened into one metatable (instance_mt).
+-- allocates the handler table alone: self.request is made when first read
+-- (LAZY), a single write() is kept as a string (a buffer table only from
+-- the second), no closure is made per request, and a handler gets its
+-- class chain flattened into one metatable per route (instance_mt).
 
 local _M = { _VERSION = "0.1.0" }
 

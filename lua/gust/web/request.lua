@@ -8,8 +8,8 @@
 --
 -- A request is over when its response is finished, when its client goes
 -- away first, or, when its handler took the connection over (detach, for a
--- WebSocket), once that handler is done with it; then its on_close
--- listeners run, once.
+-- WebSocket), once that handler is done with it (gust.web.handler tells it,
+-- finished()); then its on_close listeners run, once.
 
 local _M = { _VERSION = "0.1.0" }
 
