@@ -666,17 +666,17 @@ static ssize_t tls_read(gust_conn_t *c) {
 }
 
 /* Reads straight into the input buffer's free space: evbuffer_read() would
- * first ask the kernel how much is waiting, a syscall per request. */
-/* Reads into c->in; c->more says the read took all the room it had, so
- * the socket may hold more. */
-static ssize_t read_some(gust_conn_t *c) {
+ * first ask the kernel how much is waiting, a syscall per request. *full
+ * says the read took all the room it had: the socket may hold more. */
+static ssize_t read_some(gust_conn_t *c, int *full) {
+    *full = 0;
     if (c->tls.ssl)
         return tls_read(c);
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(buffer(&c->in), READ_CHUNK, &v, 1) < 1)
         return -1;
     ssize_t n = recv(c->fd, v.iov_base, v.iov_len, 0);
-    c->more = n > 0 && (size_t)n == v.iov_len;
+    *full = n > 0 && (size_t)n == v.iov_len;
     v.iov_len = n > 0 ? (size_t)n : 0;
     evbuffer_commit_space(c->in, &v, 1);
     return n;
@@ -684,10 +684,10 @@ static ssize_t read_some(gust_conn_t *c) {
 
 /* A plain connection's read event is edge-triggered (epoll reports a
  * socket once per arrival, not at every wait until it is drained): a read
- * that filled its buffer (c->more) is followed by another, on the next
- * round of the loop, as level triggering would. */
-static void read_again(gust_conn_t *c) {
-    if (c->state != CONN_CLOSED && c->reading && c->more)
+ * that filled its buffer is followed by another, on the next round of the
+ * loop, as level triggering would. */
+static void read_again(gust_conn_t *c, int full) {
+    if (full && c->state != CONN_CLOSED && c->reading)
         event_active(&c->rev, EV_READ, 1);
 }
 
@@ -702,11 +702,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     if (!c->tls.ssl && in_len(c) == 0 && (c->state == CONN_IDLE || c->state == CONN_READING)) {
         /* Nothing pending: parse straight from the server's read buffer. */
         ssize_t n = recv(fd, c->core->rbuf, sizeof c->core->rbuf, 0);
-        c->more = (size_t)n == sizeof c->core->rbuf;
         if (n > 0) {
             gust_conn_incref(c);
             conn_process_mem(c, c->core->rbuf, (size_t)n);
-            read_again(c);
+            read_again(c, (size_t)n == sizeof c->core->rbuf);
             gust_conn_decref(c);
             return;
         }
@@ -718,7 +717,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         gust_conn_close(c); /* EOF or error with nothing buffered */
         return;
     }
-    ssize_t n = read_some(c);
+    int full;
+    ssize_t n = read_some(c, &full);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         conn_rest(c); /* a TLS record not yet whole, say: no empty buffer kept */
         return;
@@ -728,7 +728,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         if (n <= 0)
             gust_conn_close(c);
         else
-            read_again(c);
+            read_again(c, full);
         return;
     }
     if (n <= 0) {
@@ -755,7 +755,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     } else {
         conn_process(c);
     }
-    read_again(c);
+    read_again(c, full);
     gust_conn_decref(c);
 }
 

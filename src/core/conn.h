@@ -52,8 +52,7 @@ struct gust_conn {
     int refs;
     int state;
     unsigned peer_eof : 1, in_dispatch : 1, pending : 1, writing : 1, reading : 1, close_after : 1,
-        sent_continue : 1, is_tcp : 1, nodelay : 1, unread_input : 1,
-        more : 1; /* the last read filled its buffer: the socket may hold more */
+        sent_continue : 1, is_tcp : 1, nodelay : 1, unread_input : 1;
     gust_tls_t tls;
     struct event rev, timer;
     struct event *wev;         /* made when a write must wait, else NULL */
