@@ -1,7 +1,8 @@
 -- Pubsub across workers: GET /wait?ch=X waits for the next message on X
 -- (the answer names the worker that delivered it); POST /pub?ch=X&msg=Y
 -- publishes from whichever worker takes the request; GET /count?ch=X is
--- the number of subscribers to X in that worker, GET /pid the worker.
+-- the number of subscribers to X in that worker, GET /pid the worker,
+-- GET /hold?s=S keeps it busy.
 local core = require "gust.core"
 local web = require "gust.web"
 local pubsub = require "gust.pubsub"
@@ -34,4 +35,14 @@ function Count:get() self:write(tostring(pubsub.subscribers(self:get_argument("c
 local Pid = web.RequestHandler:extend()
 function Pid:get() self:write(tostring(core.pid())) end
 
-return web.Application({ {"/wait", Wait}, {"/pub", Pub}, {"/count", Count}, {"/pid", Pid} })
+-- GET /hold?s=S holds its worker's loop for S seconds: meanwhile the other
+-- worker accepts every new connection.
+local Hold = web.RequestHandler:extend()
+function Hold:get()
+  local done = core.now() + tonumber(self:get_argument("s"))
+  while core.now() < done do end -- luacheck: ignore 563
+  self:write("held")
+end
+
+return web.Application({ {"/wait", Wait}, {"/pub", Pub}, {"/count", Count}, {"/pid", Pid},
+                         {"/hold", Hold} })
