@@ -27,17 +27,13 @@ static int fail(gust_http_request_t *r, int status, const char *why) {
     return -1;
 }
 
-/* Whether len more bytes keep the header section within its limit. */
-static int room(gust_http_request_t *r, size_t len) {
+/* Appends a span, lower-cased for a header name (noting whitespace in it
+ * for name_done()), within the header section's limit. */
+static int arena_add(gust_http_request_t *r, const char *at, size_t len, int lower) {
     if (r->arena_len + len + HEADER_OVERHEAD * (r->nheaders + 1) > r->limits->max_header_size)
         return fail(r, 431, "header section too large");
-    return 0;
-}
-
-static int arena_add(gust_http_request_t *r, const char *at, size_t len, int lower) {
-    if (room(r, len))
-        return -1;
-    gust_arena_append(&r->arena, &r->arena_len, &r->arena_cap, at, len, lower);
+    if (gust_arena_append(&r->arena, &r->arena_len, &r->arena_cap, at, len, lower))
+        r->name_ws = 1;
     return 0;
 }
 
@@ -99,36 +95,6 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
-/* A header name byte: lower-cased in the low byte, 0x100 for whitespace.
- * One look-up per byte, every header of every request. */
-#define NAME_BYTE(c)                                                                               \
-    ((uint16_t)(((c) >= 'A' && (c) <= 'Z' ? (c) | 0x20 : (c)) |                                    \
-                ((c) == ' ' || (c) == '\t' ? 0x100 : 0)))
-#define NAME_4(c) NAME_BYTE(c), NAME_BYTE((c) + 1), NAME_BYTE((c) + 2), NAME_BYTE((c) + 3)
-#define NAME_16(c) NAME_4(c), NAME_4((c) + 4), NAME_4((c) + 8), NAME_4((c) + 12)
-#define NAME_64(c) NAME_16(c), NAME_16((c) + 16), NAME_16((c) + 32), NAME_16((c) + 48)
-static const uint16_t name_bytes[256] = {NAME_64(0), NAME_64(64), NAME_64(128), NAME_64(192)};
-
-/* Appends a header name span lower-cased, noting any whitespace in it:
- * RFC 9112 §5.1 allows none in a name or before the colon, and llhttp
- * refuses it only for the fields it interprets itself. */
-static int name_add(gust_http_request_t *r, const char *at, size_t len) {
-    if (room(r, len))
-        return -1;
-    if (r->arena_cap - r->arena_len < len)
-        gust_arena_grow(&r->arena, r->arena_len, &r->arena_cap, len);
-    char *dst = r->arena + r->arena_len;
-    unsigned seen = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned v = name_bytes[(unsigned char)at[i]];
-        dst[i] = (char)v;
-        seen |= v;
-    }
-    r->arena_len += len;
-    r->name_ws |= (seen >> 8) & 1;
-    return 0;
-}
-
 /*
  * llhttp reports a header as spans -- name pieces, then value pieces, at
  * least one even for an empty value -- and can also say where each name
@@ -181,7 +147,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
         r->in_field = 1;
         r->name_ws = 0;
     }
-    if (name_add(r, at, len))
+    if (arena_add(r, at, len, 1))
         return -1;
     r->headers[r->nheaders - 1].name_len += len;
     return 0;

@@ -67,6 +67,14 @@ void gust_buf_free(gust_buf_t *b) {
     gust_buf_init(b, b->fixed, b->fixed_cap);
 }
 
+#define NAME_BYTE(c)                                                                               \
+    ((uint16_t)(((c) >= 'A' && (c) <= 'Z' ? (c) | 0x20 : (c)) |                                    \
+                ((c) == ' ' || (c) == '\t' ? GUST_NAME_WS : 0)))
+#define NAME_4(c) NAME_BYTE(c), NAME_BYTE((c) + 1), NAME_BYTE((c) + 2), NAME_BYTE((c) + 3)
+#define NAME_16(c) NAME_4(c), NAME_4((c) + 4), NAME_4((c) + 8), NAME_4((c) + 12)
+#define NAME_64(c) NAME_16(c), NAME_16((c) + 16), NAME_16((c) + 32), NAME_16((c) + 48)
+const uint16_t gust_name_bytes[256] = {NAME_64(0), NAME_64(64), NAME_64(128), NAME_64(192)};
+
 void gust_arena_grow(char **arena, size_t len, size_t *cap, size_t n) {
     size_t c = *cap ? *cap : 512;
     while (c - len < n)

@@ -10,6 +10,7 @@
 #define GUST_MEM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 void *gust_malloc(size_t n);
@@ -55,22 +56,32 @@ static inline void gust_buf_addc(gust_buf_t *b, char c) {
 /* Makes room for n more bytes in a parser's arena (grown by doubling). */
 void gust_arena_grow(char **arena, size_t len, size_t *cap, size_t n);
 
-/* Appends n bytes to a parser's arena, lower-casing ASCII letters when
- * `lower` is set (header names). Inline: a request head is a dozen. */
-static inline void gust_arena_append(char **arena, size_t *len, size_t *cap, const char *at,
-                                     size_t n, int lower) {
+/* A header name byte: lower-cased in the low byte, GUST_NAME_WS if it is a
+ * space or a tab (RFC 9112 §5.1 allows none in a field name, and llhttp
+ * refuses it only for the fields it interprets itself). */
+#define GUST_NAME_WS 0x100
+extern const uint16_t gust_name_bytes[256];
+
+/* Appends n bytes to a parser's arena, lower-cased when `lower` is set
+ * (header names: one table look-up per byte). Inline: a request head is a
+ * dozen. @return GUST_NAME_WS if lower-cased bytes held whitespace, else 0 */
+static inline unsigned gust_arena_append(char **arena, size_t *len, size_t *cap, const char *at,
+                                         size_t n, int lower) {
     if (*cap - *len < n)
         gust_arena_grow(arena, *len, cap, n);
     char *dst = *arena + *len;
+    unsigned seen = 0;
     if (lower) {
         for (size_t i = 0; i < n; i++) {
-            unsigned char ch = (unsigned char)at[i];
-            dst[i] = (char)((ch >= 'A' && ch <= 'Z') ? ch | 0x20 : ch);
+            unsigned v = gust_name_bytes[(unsigned char)at[i]];
+            dst[i] = (char)v;
+            seen |= v;
         }
     } else {
         memcpy(dst, at, n);
     }
     *len += n;
+    return seen & GUST_NAME_WS;
 }
 
 #endif
