@@ -30,13 +30,16 @@ local Request = { __name = "gust.web.HTTPServerRequest" }
 local request_methods = {}
 local BUILDERS = {}
 
+-- The field k of r built by build, and kept (unless nil).
+local function built(r, k, build)
+  local v = build(r)
+  if v ~= nil then rawset(r, k, v) end
+  return v
+end
+
 function Request.__index(r, k)
   local build = BUILDERS[k]
-  if build then
-    local v = build(r)
-    if v ~= nil then rawset(r, k, v) end
-    return v
-  end
+  if build then return built(r, k, build) end
   return request_methods[k]
 end
 
@@ -45,10 +48,7 @@ end
 -- LuaJIT, which then compiles the request's path as separate traces.
 local function field(r, k)
   local v = rawget(r, k)
-  if v == nil then
-    v = BUILDERS[k](r)
-    if v ~= nil then rawset(r, k, v) end
-  end
+  if v == nil then v = built(r, k, BUILDERS[k]) end
   return v
 end
 
