@@ -64,7 +64,19 @@ def wait_ready(server, ch, n, timeout=10):
     return False
 
 
-class CrossServer(unittest.TestCase):
+class RedisCase(unittest.TestCase):
+    def subscriber(self, server, ch):
+        """One subscriber to ch waiting on server, once it is subscribed."""
+        c = Collector(server.port, ch, 1, 10)
+        self.assertTrue(wait_ready(server, ch, 1))
+        return c
+
+    def assert_received(self, c, msg):
+        c.join(15)
+        self.assertEqual([msg], c.result["messages"])
+
+
+class CrossServer(RedisCase):
     def test_every_subscriber_gets_every_message_once_in_publish_order(self):
         with RedisServer() as redis, \
                 Server("redis_pubsub.lua", "--workers", "2", "--redis", redis.url()) as a, \
@@ -98,14 +110,12 @@ class CrossServer(unittest.TestCase):
     def test_a_message_published_by_another_redis_client_is_delivered(self):
         with RedisServer() as redis, Server("redis_pubsub.lua", "--redis", redis.url()) as a:
             self.assertTrue(a.wait_stderr(UP, 5), a.stderr())
-            c = Collector(a.port, "news", 1, 10)
-            self.assertTrue(wait_ready(a, "news", 1))
+            c = self.subscriber(a, "news")
             self.assertEqual(1, redis("PUBLISH", "gust:news", "from redis-cli"))
-            c.join(15)
-            self.assertEqual(["from redis-cli"], c.result["messages"])
+            self.assert_received(c, "from redis-cli")
 
 
-class Faults(unittest.TestCase):
+class Faults(RedisCase):
     def test_redis_down_at_start(self):
         port = free_port()
         with Server("redis_pubsub.lua", "--redis", "redis://127.0.0.1:%d/2" % port,
@@ -113,22 +123,18 @@ class Faults(unittest.TestCase):
             warn = r"\[warn\] redis: cannot reach 127\.0\.0\.1:%d" % port
             self.assertTrue(s.wait_stderr(warn, 5), s.stderr())
             # local pub/sub works meanwhile, and what could not reach Redis is counted
-            c = Collector(s.port, "local", 1, 10)
-            self.assertTrue(wait_ready(s, "local", 1))
+            c = self.subscriber(s, "local")
             self.assertEqual((200, "ok"), post(s.port, "/pub?ch=local&msg=here"))
-            c.join(15)
-            self.assertEqual(["here"], c.result["messages"])
+            self.assert_received(c, "here")
             self.assertGreaterEqual(wait_dropped(s.port, 1), 1)
             # it keeps trying (backoff up to 1 s) without saying so again
             time.sleep(1.5)
             self.assertEqual(1, len(re.findall(r"\[warn\] redis:", s.stderr())), s.stderr())
             with RedisServer(port=port) as redis:
                 self.assertTrue(s.wait_stderr(UP, 3), s.stderr())
-                c = Collector(s.port, "late", 1, 10)
-                self.assertTrue(wait_ready(s, "late", 1))
+                c = self.subscriber(s, "late")
                 self.assertEqual(1, redis("PUBLISH", "gust:late", "hello"))
-                c.join(15)
-                self.assertEqual(["hello"], c.result["messages"])
+                self.assert_received(c, "hello")
 
     def test_redis_restarted_during_traffic(self):
         with RedisServer() as redis, \
@@ -159,8 +165,7 @@ class Faults(unittest.TestCase):
             self.assertGreaterEqual(wait_dropped(a.port, before + 5), before + 5)
             self.assertEqual(200, get(a.port, "/")[0])
             self.assertEqual(200, get(b.port, "/")[0])
-            c = Collector(b.port, "probe", 1, 10)
-            self.assertTrue(wait_ready(b, "probe", 1))
+            c = self.subscriber(b, "probe")
             redis.start()
             back = time.monotonic()
             k = 0
