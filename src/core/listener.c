@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -94,6 +95,14 @@ static void accept_http(gust_listener_t *l, int fd, const struct sockaddr *sa, i
 }
 
 void gust_listener_serve_http(gust_listener_t *l, const gust_request_handler_t *h, void *arg) {
+    /* An HTTP client speaks first: the kernel hands a connection over once
+     * its first bytes are in (as Apache's default accept filter does), which
+     * spares the worker a wake-up per connection; one that stays silent is
+     * handed over after a second all the same. */
+    if (l->port >= 0) {
+        int secs = 1;
+        setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs);
+    }
     l->handler = h;
     l->handler_arg = arg;
     l->on_accept = accept_http;
