@@ -234,6 +234,12 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     gust_metrics_add(&s->metrics->connections_open, 1);
     set_reading(c, 1);
     set_timer(c, l->idle_tv, l->idle_s);
+    /* A client sends its request right after connecting, so it is usually
+     * here already: read it now rather than after a round of the loop
+     * (with epoll's change list, a request answered and closed at once
+     * costs no epoll_ctl). */
+    if (!c->tls.ssl)
+        on_read(fd, EV_READ, c);
 }
 
 void gust_conn_close(gust_conn_t *c) {

@@ -103,6 +103,10 @@ struct gust_core {
  */
 gust_core_t *gust_core_new(const gust_config_t *cfg, struct event_base *base);
 
+/* The event loop gust makes when it owns one (the workers', or a core made
+ * without one): epoll with its change list. */
+struct event_base *gust_event_base_new(void);
+
 /* Closes listeners, connections and streams at once and frees the core.
  * NULL is a no-op. Deferred work still queued is dropped. */
 void gust_core_free(gust_core_t *c);

@@ -29,6 +29,7 @@
 #include <event2/event.h>
 
 #include "master.h"
+#include "core/core.h"
 #include "core/log.h"
 #include "core/shdict.h"
 #include "lua/lua_pubsub.h"
@@ -679,7 +680,7 @@ static void report_load_error(int ready_fd, const char *err) {
 
 int gust_worker_run(const gust_master_opts_t *o, int listen_fd, int ready_fd,
                     gust_metrics_t *metrics, int slot, int bus_fd) {
-    struct event_base *base = event_base_new();
+    struct event_base *base = gust_event_base_new();
     gust_server_t *s = base ? gust_server_new(&o->cfg, base) : NULL;
     if (!s)
         return 1;
