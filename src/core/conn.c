@@ -44,6 +44,7 @@
 #define OUTPUT_MAX (1024 * 1024)
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
+static int read_direct(gust_conn_t *c);
 static void on_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void conn_process(gust_conn_t *c);
@@ -234,12 +235,16 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     gust_metrics_add(&s->metrics->connections_open, 1);
     set_reading(c, 1);
     set_timer(c, l->idle_tv, l->idle_s);
-    /* A client sends its request right after connecting, so it is usually
-     * here already: read it now rather than after a round of the loop
-     * (with epoll's change list, a request answered and closed at once
-     * costs no epoll_ctl). */
-    if (!c->tls.ssl)
-        on_read(fd, EV_READ, c);
+    /* The request is here already (the listener defers accept until it
+     * is): read it now rather than after a round of the loop. With epoll's
+     * change list, a request answered and closed at once costs no
+     * epoll_ctl. A connection handed over with nothing to read was silent
+     * for the kernel's second: that second counts as idle. */
+    if (!c->tls.ssl && read_direct(c) == 0 && l->deferred && l->idle_tv) {
+        double left = l->idle_s > GUST_DEFER_ACCEPT_S ? l->idle_s - GUST_DEFER_ACCEPT_S : 0;
+        struct timeval tv = {(time_t)left, (suseconds_t)((left - (double)(time_t)left) * 1e6)};
+        set_timer(c, &tv, left);
+    }
 }
 
 void gust_conn_close(gust_conn_t *c) {
@@ -697,6 +702,26 @@ static void read_again(gust_conn_t *c, int full) {
         event_active(&c->rev, EV_READ, 1);
 }
 
+/* A plain connection with nothing pending parses straight from the
+ * server's read buffer. 1: bytes were read; 0: none were there; -1: the
+ * connection is closed (EOF or an error) and `c` may be gone. */
+static int read_direct(gust_conn_t *c) {
+    ssize_t n = recv(c->fd, c->core->rbuf, sizeof c->core->rbuf, 0);
+    if (n > 0) {
+        gust_conn_incref(c);
+        conn_process_mem(c, c->core->rbuf, (size_t)n);
+        read_again(c, (size_t)n == sizeof c->core->rbuf);
+        gust_conn_decref(c);
+        return 1;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n < 0)
+        gust_log(&c->core->log, GUST_LOG_DEBUG, "read from %s: %s", c->remote_ip, strerror(errno));
+    gust_conn_close(c); /* EOF or error with nothing buffered */
+    return -1;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg) {
     gust_conn_t *c = arg;
     if (c->tls.write_wants_read) {
@@ -706,21 +731,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
             return;
     }
     if (!c->tls.ssl && in_len(c) == 0 && (c->state == CONN_IDLE || c->state == CONN_READING)) {
-        /* Nothing pending: parse straight from the server's read buffer. */
-        ssize_t n = recv(fd, c->core->rbuf, sizeof c->core->rbuf, 0);
-        if (n > 0) {
-            gust_conn_incref(c);
-            conn_process_mem(c, c->core->rbuf, (size_t)n);
-            read_again(c, (size_t)n == sizeof c->core->rbuf);
-            gust_conn_decref(c);
-            return;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
-        if (n < 0)
-            gust_log(&c->core->log, GUST_LOG_DEBUG, "read from %s: %s", c->remote_ip,
-                     strerror(errno));
-        gust_conn_close(c); /* EOF or error with nothing buffered */
+        read_direct(c);
         return;
     }
     int full;

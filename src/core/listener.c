@@ -100,8 +100,8 @@ void gust_listener_serve_http(gust_listener_t *l, const gust_request_handler_t *
      * spares the worker a wake-up per connection; one that stays silent is
      * handed over after a second all the same. */
     if (l->port >= 0) {
-        int secs = 1;
-        setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs);
+        int secs = GUST_DEFER_ACCEPT_S;
+        l->deferred = setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs) == 0;
     }
     l->handler = h;
     l->handler_arg = arg;

@@ -41,10 +41,15 @@ struct gust_listener {
     double idle_s, header_s, body_s;                     /* the same in seconds */
     char *unix_path;
     int port;              /* -1 for Unix sockets */
+    int deferred;          /* accepted once data came, or after GUST_DEFER_ACCEPT_S */
     struct event pause_ev; /* accepting paused: out of descriptors */
     unsigned pauses;
     gust_listener_t *prev, *next;
 };
+
+/* How long the kernel holds back a connection that sends nothing
+ * (TCP_DEFER_ACCEPT on HTTP listeners). */
+#define GUST_DEFER_ACCEPT_S 1
 
 /* Binds addr:port ("unix:/path" for a Unix socket) and listens; the
  * listener serves nothing until gust_listener_serve_http() or

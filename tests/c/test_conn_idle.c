@@ -79,22 +79,27 @@ static void turn(void) {
     usleep(200);
 }
 
-static int client(void) {
+static void send_all(int fd, const char *s) {
+    size_t len = strlen(s);
+    CHECK(send(fd, s, len, MSG_NOSIGNAL) == (ssize_t)len);
+}
+
+/* A connection that sends `first` ("": nothing) once connected. The
+ * listener defers accept until a client speaks (a silent one is handed
+ * over after GUST_DEFER_ACCEPT_S). */
+static int client(const char *first) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {0};
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0); /* the backlog takes it */
+    if (*first)
+        send_all(fd, first);
     unsigned n = core->nconns;
     for (int i = 0; i < 20000 && core->nconns == n; i++)
         turn(); /* accepted before the next: the backlog never fills */
     return fd;
-}
-
-static void send_all(int fd, const char *s) {
-    size_t len = strlen(s);
-    CHECK(send(fd, s, len, MSG_NOSIGNAL) == (ssize_t)len);
 }
 
 /* Reads `n` whole responses (Content-Length bodies) while the loop turns;
@@ -150,16 +155,18 @@ static void close_all(int *fds, int n) {
 }
 
 static void test_accepted(void) {
-    int fd = client();
+    int fd = client("");
     until_conns(1);
     CHECK_INT(busy_conns(), 0);
     close_all(&fd, 1);
 }
 
 static void test_keep_alive(void) {
-    int fd = client();
+    static const char get[] = "GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    int fd = client(get);
     for (int i = 0; i < 3; i++) {
-        send_all(fd, "GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        if (i > 0)
+            send_all(fd, get);
         CHECK_INT(responses(fd, 1), 2);
         CHECK_INT(busy_conns(), 0);
     }
@@ -168,8 +175,7 @@ static void test_keep_alive(void) {
 }
 
 static void test_in_pieces(void) {
-    int fd = client();
-    send_all(fd, "GET /c/hello HTTP/1.1\r\nHo");
+    int fd = client("GET /c/hello HTTP/1.1\r\nHo");
     for (int i = 0; i < 50; i++)
         turn();
     until_conns(1);
@@ -182,18 +188,16 @@ static void test_in_pieces(void) {
 }
 
 static void test_pipelined(void) {
-    int fd = client();
-    send_all(fd, "GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n"
-                 "GET /c/later HTTP/1.1\r\nHost: x\r\n\r\n"
-                 "GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    int fd = client("GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                    "GET /c/later HTTP/1.1\r\nHost: x\r\n\r\n"
+                    "GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK_INT(responses(fd, 3), 2);
     CHECK_INT(busy_conns(), 0);
     close_all(&fd, 1);
 }
 
 static void test_later(void) {
-    int fd = client();
-    send_all(fd, "GET /c/later HTTP/1.1\r\nHost: x\r\n\r\n");
+    int fd = client("GET /c/later HTTP/1.1\r\nHost: x\r\n\r\n");
     for (int i = 0; i < 20 && !(core->conns && core->conns->state == CONN_HANDLING); i++)
         turn();
     CHECK(core->conns && core->conns->rq != NULL); /* in flight */
@@ -203,8 +207,7 @@ static void test_later(void) {
 }
 
 static void test_big_response(void) {
-    int fd = client();
-    send_all(fd, "GET /c/big HTTP/1.1\r\nHost: x\r\n\r\n");
+    int fd = client("GET /c/big HTTP/1.1\r\nHost: x\r\n\r\n");
     for (int i = 0; i < 20000 && !(core->conns && core->conns->writing); i++)
         turn();
     gust_conn_t *c = core->conns;
@@ -221,8 +224,7 @@ static void test_big_response(void) {
 }
 
 static void test_empty_lines(void) {
-    int fd = client();
-    send_all(fd, "GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    int fd = client("GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK_INT(responses(fd, 1), 2);
     send_all(fd, "\r\n\r\n"); /* what some clients send after a body */
     for (int i = 0; i < 50; i++)
@@ -237,10 +239,10 @@ static void test_empty_lines(void) {
 static void test_many(void) {
     int fds[MANY];
     for (int i = 0; i < MANY; i++)
-        fds[i] = client();
+        fds[i] = client("GET /c/later HTTP/1.1\r\n"); /* the rest once all are in */
     until_conns(MANY);
     for (int i = 0; i < MANY; i++)
-        send_all(fds[i], "GET /c/later HTTP/1.1\r\nHost: x\r\n\r\n");
+        send_all(fds[i], "Host: x\r\n\r\n");
     int handling = 0;
     for (int t = 0; t < 20000 && handling < MANY; t++) {
         turn();
@@ -271,13 +273,13 @@ static void test_heap_per_idle_conn(void) {
     /* Warm up: the loop's and libevent's tables for this many descriptors
      * exist before counting. */
     for (int i = 0; i < HEAP_CONNS; i++)
-        fds[i] = client();
-    until_conns(HEAP_CONNS);
+        fds[i] = client("GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < HEAP_CONNS; i++)
+        CHECK_INT(responses(fds[i], 1), 2);
     close_all(fds, HEAP_CONNS);
     size_t before = heap_in_use();
     for (int i = 0; i < HEAP_CONNS; i++) {
-        fds[i] = client();
-        send_all(fds[i], "GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        fds[i] = client("GET /c/hello HTTP/1.1\r\nHost: x\r\n\r\n");
         CHECK_INT(responses(fds[i], 1), 2);
     }
     until_conns(HEAP_CONNS);

@@ -4,13 +4,17 @@
  * handlers (gust_handle's prefixes and a listener's own request handler),
  * and is driven by a real client, curl: keep-alive across requests, a
  * streamed (chunked) response, a response given later from a timer, a
- * request body echoed back, and a 404 from the listener's handler.
+ * request body echoed back, and a 404 from the listener's handler. An HTTP
+ * listener defers accept until the client's first bytes.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -129,6 +133,11 @@ int main(void) {
     CHECK(l != NULL);
     int fallbacks = 0;
     gust_listener_serve_http(l, &fallback, &fallbacks);
+    /* An HTTP listener is handed a connection once its client has spoken. */
+    int defer = 0;
+    socklen_t dlen = sizeof defer;
+    CHECK(getsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, &dlen) == 0);
+    CHECK(defer >= GUST_DEFER_ACCEPT_S && l->deferred);
     CHECK(gust_core_handle(core, "/c/hello", hello, NULL) == 0);
     CHECK(gust_core_handle(core, "/c/stream", stream, NULL) == 0);
     CHECK(gust_core_handle(core, "/c/echo", echo, NULL) == 0);

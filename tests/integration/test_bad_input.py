@@ -524,11 +524,15 @@ class BadInputSmallLimits(RejectMixin, GustTestCase):
             self.assertTrue(0.8 <= elapsed <= 3.0, "closed after %.2f s" % elapsed)
 
     def test_idle_before_first_request_closed(self):
+        # Counted from the connect: the kernel holds a silent connection
+        # back for a second before gust sees it (deferred accept), and that
+        # second is part of its idle time, not added to it (~2 s).
         with Conn(self.port, timeout=5) as c:
             t0 = time.monotonic()
             c.wait_closed(5.0)
+            elapsed = time.monotonic() - t0
             self.assertTrue(c.eof)
-            self.assertTrue(0.8 <= time.monotonic() - t0 <= 3.0)
+            self.assertTrue(0.8 <= elapsed <= 1.7, "closed after %.2f s" % elapsed)
 
     def test_active_keep_alive_not_cut(self):
         # requests every 0.5 s keep the connection alive past the 1 s idle
