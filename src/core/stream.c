@@ -16,6 +16,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -39,10 +40,16 @@ const char gust_err_closed[] = "closed";
 static void on_readable(evutil_socket_t fd, short what, void *arg);
 static void on_writable(evutil_socket_t fd, short what, void *arg);
 
+static int is_socket(int fd) {
+    struct stat sb;
+    return fd >= 0 && fstat(fd, &sb) == 0 && S_ISSOCK(sb.st_mode);
+}
+
 gust_stream_t *gust_stream_new(gust_core_t *s, int fd) {
     gust_stream_t *st = gust_calloc(1, sizeof *st);
     st->core = s;
     st->fd = fd;
+    st->is_sock = is_socket(fd);
     st->refs = 1;
     st->max_buffer = 100 * 1024 * 1024;
     st->in = evbuffer_new();
@@ -61,6 +68,7 @@ gust_stream_t *gust_stream_new(gust_core_t *s, int fd) {
 void gust_stream_set_fd(gust_stream_t *st, int fd) {
     gust_core_t *s = st->core;
     st->fd = fd;
+    st->is_sock = is_socket(fd);
     event_assign(&st->rev, s->base, fd, EV_READ | EV_PERSIST, on_readable, st);
     event_assign(&st->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_writable, st);
 }
@@ -168,14 +176,15 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
             /* Nothing buffered (the usual case: each read is consumed
              * whole): read into the core's buffer and copy what came,
              * rather than reserve a fresh READ_CHUNK every time. */
-            n = recv(fd, st->core->rbuf, sizeof st->core->rbuf, 0);
+            n = st->is_sock ? recv(fd, st->core->rbuf, sizeof st->core->rbuf, 0)
+                            : read(fd, st->core->rbuf, sizeof st->core->rbuf);
             if (n > 0)
                 evbuffer_add(st->in, st->core->rbuf, (size_t)n);
         } else {
             struct evbuffer_iovec v;
             if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
                 goto out;
-            n = recv(fd, v.iov_base, v.iov_len, 0);
+            n = st->is_sock ? recv(fd, v.iov_base, v.iov_len, 0) : read(fd, v.iov_base, v.iov_len);
             int e = errno;
             v.iov_len = n > 0 ? (size_t)n : 0;
             evbuffer_commit_space(st->in, &v, 1);
@@ -274,15 +283,40 @@ static void on_writable(evutil_socket_t fd, short what, void *arg) {
     gust_stream_free(st);
 }
 
+/* Small pieces are gathered and sent in one send(): a socket's writev
+ * goes through the file layer first, and sendmsg copies the iovec in;
+ * either costs more than copying a WebSocket frame's few bytes. */
+#define GATHER_MAX 2048
+
+static ssize_t write_direct(gust_stream_t *st, const struct iovec *iov, int iovcnt) {
+    if (!st->is_sock)
+        return writev(st->fd, iov, iovcnt); /* a pipe */
+    if (iovcnt == 1)
+        return send(st->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    char buf[GATHER_MAX];
+    size_t len = 0;
+    for (int i = 0; i < iovcnt && len <= sizeof buf; i++) {
+        if (iov[i].iov_len > sizeof buf - len) {
+            len = sizeof buf + 1;
+            break;
+        }
+        memcpy(buf + len, iov[i].iov_base, iov[i].iov_len);
+        len += iov[i].iov_len;
+    }
+    if (len <= sizeof buf)
+        return send(st->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    return sendmsg(st->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 size_t gust_stream_writev(gust_stream_t *st, const struct iovec *iov, int iovcnt) {
     if (st->closed)
         return 0;
     size_t skip = 0; /* bytes of iov the socket took at once */
     if (!st->writing && !st->tls.ssl && evbuffer_get_length(st->out) == 0) {
         /* Nothing queued: straight to the socket, and only what it does
-         * not take goes through the buffer (most writes are one call).
-         * writev, not sendmsg: a pipe is a stream too. */
-        ssize_t n = writev(st->fd, iov, iovcnt);
+         * not take goes through the buffer (most writes are one call). */
+        ssize_t n = write_direct(st, iov, iovcnt);
         if (n > 0) {
             st->bytes_out += (uint64_t)n;
             skip = (size_t)n;

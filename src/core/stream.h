@@ -38,7 +38,8 @@ struct gust_stream {
     gust_core_t *core;
     int fd;
     int refs;
-    unsigned closed : 1, eof : 1, reading : 1, writing : 1, connecting : 1, in_list : 1;
+    unsigned closed : 1, eof : 1, reading : 1, writing : 1, connecting : 1, in_list : 1,
+        is_sock : 1; /* recv/send, which skip the file layer; else read/writev (a pipe) */
     const char *err; /* why it closed, static */
     struct event rev, wev, tev;
     struct evbuffer *in, *out;

@@ -387,6 +387,7 @@ static int core_stream(lua_State *L) {
     if (fd < 0 && lua_type(L, 1) == LUA_TNUMBER)
         fd = (int)lua_tointeger(L, 1);
     luaL_argcheck(L, fd >= 0, 1, "open fd or gust.socket expected");
+    evutil_make_socket_nonblocking(fd); /* a pipe made by the caller, say */
     gust_stream_t *st = gust_stream_new(s->core, fd);
     push_stream(L, s, st);
     return 1;

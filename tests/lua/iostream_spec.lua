@@ -2,7 +2,7 @@
 -- loopback sockets on the real loop.
 local core = require "gust.core"
 local ioloop = require "gust.ioloop"
-require "gust.iostream" -- the module under test loads on its own
+local iostream = require "gust.iostream"
 local netutil = require "gust.netutil"
 local tcpclient = require "gust.tcpclient"
 local tcpserver = require "gust.tcpserver"
@@ -165,6 +165,30 @@ describe("gust.iostream over TCPServer and tcpclient", function()
       assert.is_nil(s)
       assert.matches("^dns: no%-such%-host%.invalid", err)
     end, 10)
+  end)
+
+  it("adopts a pipe's two ends as streams (Tornado's PipeIOStream)", function()
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int pipe(int fds[2]); int fcntl(int fd, int cmd, ...);")
+    local F_GETFL, O_NONBLOCK = 3, 2048
+    local fds = ffi.new("int[2]")
+    assert.equal(0, ffi.C.pipe(fds)) -- blocking, as pipe() makes them
+    testing.run(function()
+      local r = iostream.IOStream(fds[0])
+      local w = iostream.IOStream(fds[1])
+      for i = 0, 1 do -- made non-blocking: a full pipe must not hold the loop
+        assert.is_true(bit.band(ffi.C.fcntl(fds[i], F_GETFL), O_NONBLOCK) ~= 0)
+      end
+      w:write("over a pipe\n")
+      w:write(string.rep("x", 100000)) -- more than the pipe holds: queued
+      assert.equal("over a pipe\n", r:read_until("\n"))
+      assert.equal(100000, #r:read_bytes(100000))
+      w:close()
+      local data, err = r:read_bytes(1)
+      assert.is_nil(data)
+      assert.equal("closed", err)
+      r:close()
+    end)
   end)
 end)
 
