@@ -145,7 +145,7 @@ static void set_timer(gust_conn_t *c, const struct timeval *tv, double seconds) 
         c->deadline = 0;
         return;
     }
-    c->deadline = gust_now() + seconds;
+    c->deadline = gust_now_coarse() + seconds;
     if (!c->timer_at || c->timer_at > c->deadline)
         arm_timer(c, tv, c->deadline);
 }
@@ -781,7 +781,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     c->timer_at = 0;
     if (!c->deadline)
         return;
-    double left = c->deadline - gust_now();
+    double left = c->deadline - gust_now_coarse();
     if (left > 0) {
         struct timeval tv = {(time_t)left, (suseconds_t)((left - (double)(time_t)left) * 1e6)};
         arm_timer(c, &tv, c->deadline);

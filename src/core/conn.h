@@ -58,7 +58,7 @@ struct gust_conn {
     struct event *wev;         /* made when a write must wait, else NULL */
     struct evbuffer *in, *out; /* made when bytes must wait, NULL when idle */
     gust_conn_req_t *rq;       /* the request arriving or in flight, NULL when idle */
-    double deadline;           /* when the connection times out (gust_now), 0: never */
+    double deadline;           /* when the connection times out (gust_now_coarse), 0: never */
     double timer_at;           /* when `timer` fires, 0: not armed */
     gust_conn_t *prev, *next, *pending_next;
     char remote_ip[48];

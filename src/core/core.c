@@ -158,6 +158,7 @@ void gust_core_attach_metrics(gust_core_t *c, gust_metrics_t *m, int slot) {
     c->metrics = m;
     c->own_metrics = 0;
     c->metrics_slot = slot;
+    gust_metrics_slot_used(m, slot);
     gust_metrics_slot_t *sl = &m->slot[slot];
     sl->busy_since_us = 0; /* a slot is reused after a worker dies */
     sl->warned = 0;
@@ -184,7 +185,7 @@ static void put_quoted(gust_buf_t *b, const char *s, size_t n) {
 
 void gust_core_log_access(gust_core_t *c, const gust_access_t *a, int status, uint64_t bytes) {
     double seconds = a->t_start ? gust_now() - a->t_start : 0;
-    gust_metrics_request(c->metrics, status, seconds);
+    gust_metrics_request(c->metrics, c->metrics_slot, status, seconds);
     FILE *f = c->log.access;
     if (!f)
         return;

@@ -163,8 +163,8 @@ void gust_access_free(gust_access_t *a);
 double gust_now(void);
 
 /* The same clock to the kernel's tick (a few ms), for a fraction of the
- * cost: for what is read twice per request and judged in tens of
- * milliseconds (the watchdog). */
+ * cost: for what is read on every request and judged in tens of
+ * milliseconds or more (the watchdog, connection deadlines). */
 double gust_now_coarse(void);
 
 #endif

@@ -14,11 +14,25 @@ static const double bounds[GUST_METRICS_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 
                                                     0.25,  0.5,    1,     2.5,  5,     10};
 
 gust_metrics_t *gust_metrics_new(int shared) {
-    if (!shared)
-        return gust_calloc(1, sizeof(gust_metrics_t));
-    void *p = mmap(NULL, sizeof(gust_metrics_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
-    return p == MAP_FAILED ? NULL : p; /* zero-filled by the kernel */
+    gust_metrics_t *m;
+    if (!shared) {
+        m = gust_calloc(1, sizeof(gust_metrics_t));
+    } else {
+        void *p = mmap(NULL, sizeof(gust_metrics_t), PROT_READ | PROT_WRITE,
+                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        m = p; /* zero-filled by the kernel */
+    }
+    m->slots_used = 1; /* slot 0: a core without a master counts there */
+    return m;
+}
+
+void gust_metrics_slot_used(gust_metrics_t *m, int slot) {
+    int32_t seen = __atomic_load_n(&m->slots_used, __ATOMIC_RELAXED);
+    while (seen <= slot && !__atomic_compare_exchange_n(&m->slots_used, &seen, slot + 1, 1,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
 }
 
 void gust_metrics_free(gust_metrics_t *m, int shared) {
@@ -30,15 +44,21 @@ void gust_metrics_free(gust_metrics_t *m, int shared) {
         gust_free(m);
 }
 
-void gust_metrics_request(gust_metrics_t *m, int status, double seconds) {
+/* One writer (the slot's worker): a relaxed load and store, which a
+ * reader in another process sees whole. */
+#define BUMP(x, n)                                                                                 \
+    __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+
+void gust_metrics_request(gust_metrics_t *m, int slot, int status, double seconds) {
+    gust_metrics_counts_t *k = &m->slot[slot].counts;
     if (status >= 100 && status < 600)
-        __atomic_fetch_add(&m->requests[status], 1, __ATOMIC_RELAXED);
+        BUMP(k->requests[status], 1);
     int b = 0;
     while (b < GUST_METRICS_BUCKETS && seconds > bounds[b])
         b++;
-    __atomic_fetch_add(&m->buckets[b], 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&m->duration_us_sum, (uint64_t)(seconds * 1e6), __ATOMIC_RELAXED);
-    __atomic_fetch_add(&m->duration_count, 1, __ATOMIC_RELAXED);
+    BUMP(k->buckets[b], 1);
+    BUMP(k->duration_us_sum, (uint64_t)(seconds * 1e6));
+    BUMP(k->duration_count, 1);
 }
 
 static void put(gust_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -54,13 +74,30 @@ static void put(gust_buf_t *b, const char *fmt, ...) {
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
+/* The workers' counts, summed. */
+static void sum_counts(const gust_metrics_t *m, gust_metrics_counts_t *t) {
+    memset(t, 0, sizeof *t);
+    int used = __atomic_load_n(&m->slots_used, __ATOMIC_RELAXED);
+    for (int i = 0; i < used && i < GUST_METRICS_SLOTS; i++) {
+        const gust_metrics_counts_t *k = &m->slot[i].counts;
+        for (int code = 100; code < 600; code++)
+            t->requests[code] += LOAD(k->requests[code]);
+        for (int j = 0; j <= GUST_METRICS_BUCKETS; j++)
+            t->buckets[j] += LOAD(k->buckets[j]);
+        t->duration_us_sum += LOAD(k->duration_us_sum);
+        t->duration_count += LOAD(k->duration_count);
+    }
+}
+
 char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
+    static gust_metrics_counts_t t; /* 5 KiB: not on the stack */
+    sum_counts(m, &t);
     gust_buf_t b;
     gust_buf_init(&b, NULL, 0);
     put(&b, "# HELP gust_requests_total Requests answered, by status code.\n"
             "# TYPE gust_requests_total counter\n");
     for (int code = 100; code < 600; code++) {
-        uint64_t n = LOAD(m->requests[code]);
+        uint64_t n = t.requests[code];
         if (n)
             put(&b, "gust_requests_total{code=\"%d\"} %llu\n", code, (unsigned long long)n);
     }
@@ -68,15 +105,14 @@ char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
             "its response.\n# TYPE gust_request_duration_seconds histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < GUST_METRICS_BUCKETS; i++) {
-        cum += LOAD(m->buckets[i]);
+        cum += t.buckets[i];
         put(&b, "gust_request_duration_seconds_bucket{le=\"%g\"} %llu\n", bounds[i],
             (unsigned long long)cum);
     }
-    cum += LOAD(m->buckets[GUST_METRICS_BUCKETS]);
+    cum += t.buckets[GUST_METRICS_BUCKETS];
     put(&b, "gust_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    put(&b, "gust_request_duration_seconds_sum %.6f\n", LOAD(m->duration_us_sum) / 1e6);
-    put(&b, "gust_request_duration_seconds_count %llu\n",
-        (unsigned long long)LOAD(m->duration_count));
+    put(&b, "gust_request_duration_seconds_sum %.6f\n", t.duration_us_sum / 1e6);
+    put(&b, "gust_request_duration_seconds_count %llu\n", (unsigned long long)t.duration_count);
     put(&b,
         "# HELP gust_connections_open Open HTTP connections.\n"
         "# TYPE gust_connections_open gauge\ngust_connections_open %lld\n",

@@ -2,7 +2,8 @@
  * metrics.h -- the counters behind --metrics (DESIGN §4.10), kept in memory
  * every worker shares: the master maps it before forking, so requests are
  * summed over workers and survive reloads. A server without a master keeps
- * a private copy. Updates are atomic adds; nothing here locks.
+ * a private copy. Shared counters are atomic adds, a worker's own are
+ * plain adds; nothing here locks.
  */
 #ifndef GUST_METRICS_H
 #define GUST_METRICS_H
@@ -15,6 +16,16 @@
 
 #define GUST_TRACE_MAX 1024
 
+/* A worker's request counts. Only that worker writes them, so counting a
+ * request is plain adds, not atomic read-modify-writes on memory every
+ * worker shares; /metrics sums the slots. The counts outlive the worker:
+ * the next one given the slot adds on. */
+typedef struct gust_metrics_counts {
+    uint64_t requests[600];                     /* by status code */
+    uint64_t buckets[GUST_METRICS_BUCKETS + 1]; /* per bucket; the last is +Inf */
+    uint64_t duration_us_sum, duration_count;
+} gust_metrics_counts_t;
+
 /* One worker's corner. The watchdog fields let the master see a worker
  * whose loop is held (a handler that never returns) and say where. */
 typedef struct gust_metrics_slot {
@@ -25,15 +36,14 @@ typedef struct gust_metrics_slot {
     uint32_t warned;            /* the worker logged this hold already */
     char what[128];             /* "GET /path" being handled, NUL-terminated */
     char trace[GUST_TRACE_MAX]; /* the held code's last sampled traceback */
+    gust_metrics_counts_t counts;
 } gust_metrics_slot_t;
 
 /* Why workers were replaced, for gust_workers_replaced_total{reason=}. */
 enum { GUST_REPLACED_BLOCKED, GUST_REPLACED_MEMORY, GUST_REPLACED_REASONS };
 
 typedef struct gust_metrics {
-    uint64_t requests[600];                     /* by status code */
-    uint64_t buckets[GUST_METRICS_BUCKETS + 1]; /* per bucket; the last is +Inf */
-    uint64_t duration_us_sum, duration_count;
+    int32_t slots_used; /* slots below this have had a worker (and counts) */
     int64_t connections_open, websockets_open;
     uint64_t replaced[GUST_REPLACED_REASONS];
     uint64_t pubsub_dropped; /* messages that missed Redis or a worker */
@@ -44,7 +54,10 @@ typedef struct gust_metrics {
 gust_metrics_t *gust_metrics_new(int shared);
 void gust_metrics_free(gust_metrics_t *m, int shared);
 
-void gust_metrics_request(gust_metrics_t *m, int status, double seconds);
+/* Counts a response of `status` that took `seconds`, in worker slot `slot`. */
+void gust_metrics_request(gust_metrics_t *m, int slot, int status, double seconds);
+/* A worker takes slot `slot` (its counts are summed from now on). */
+void gust_metrics_slot_used(gust_metrics_t *m, int slot);
 
 static inline void gust_metrics_add(int64_t *gauge, int64_t n) {
     __atomic_fetch_add(gauge, n, __ATOMIC_RELAXED);
