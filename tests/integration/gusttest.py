@@ -389,6 +389,55 @@ def get(port, path, headers=None, timeout=5.0):
     return request(port, "GET", path, headers, timeout)
 
 
+def spread_connections(port, per_worker, workers=2, hold="/hold?s=1", pid="/pid"):
+    """Keep-alive connections to a server of `workers` workers, at least
+    `per_worker` to each -> {worker pid: [http.client.HTTPConnection]}.
+
+    Which worker accepts a connection is the kernel's choice, and it can
+    favour one for hundreds in a row; so the spread is made, not waited for:
+    while the worker with the most connections is held busy (GET `hold` on
+    one of its own), the others accept the next ones. The app answers `pid`
+    with its worker's pid and `hold` by holding its loop. The caller closes
+    the connections."""
+    import http.client
+    import threading
+    by_pid = {}
+
+    def open_one():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", pid)
+        by_pid.setdefault(c.getresponse().read().decode(), []).append(c)
+
+    def spread():
+        return len(by_pid) == workers and all(len(cs) >= per_worker for cs in by_pid.values())
+
+    def hold_busy(c):
+        c.request("GET", hold)
+        c.getresponse().read()
+
+    opened = 0
+    while opened < workers * per_worker and not spread():
+        open_one()
+        opened += 1
+    for _ in range(5 * workers):
+        if spread():
+            break
+        busy = max(by_pid, key=lambda p: len(by_pid[p]))
+        t = threading.Thread(target=hold_busy, args=(by_pid[busy][0],))
+        t.start()
+        time.sleep(0.2)  # the hold has begun
+        for _ in range(per_worker):
+            open_one()
+        t.join(10)
+    if not spread():
+        for cs in by_pid.values():
+            for c in cs:
+                c.close()
+        raise AssertionError("connections not spread over %d workers: %r"
+                             % (workers, {p: len(cs) for p, cs in by_pid.items()}))
+    return by_pid
+
+
 # ---- Redis for the --redis and gust.redis tests ------------------------------
 
 def free_port():

@@ -13,6 +13,7 @@ import time
 import unittest
 import urllib.request
 
+import gusttest
 from gusttest import APPS, GUST_BIN, Server
 
 APP_SRC = os.path.join(APPS, "process.lua")
@@ -58,11 +59,10 @@ class ProcessModelTest(unittest.TestCase):
             self.assertIn("(2 workers)", s.start_line)
             workers = children(s.proc.pid)
             self.assertEqual(2, len(workers))
-            seen = set()
-            for _ in range(200):
-                seen.add(int(get(s.port)[1].split()[1]))
-                if seen == set(workers):
-                    break
+            conns = gusttest.spread_connections(s.port, 1, hold="/busy?s=1", pid="/")
+            seen = {int(answer.split()[1]) for answer in conns}
+            for cs in conns.values():
+                cs[0].close()
             self.assertEqual(set(workers), seen, "both workers should serve")
             os.kill(workers[0], signal.SIGKILL)
             replaced = wait_for(lambda: (lambda c: c if len(c) == 2 and workers[0] not in c

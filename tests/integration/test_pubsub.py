@@ -7,7 +7,7 @@ import time
 import unittest
 import urllib.parse
 
-from gusttest import Server
+from gusttest import Server, spread_connections
 
 
 def request(port, method, path, timeout=10):
@@ -22,44 +22,12 @@ def request(port, method, path, timeout=10):
 class PubSubAcrossWorkers(unittest.TestCase):
     def test_every_waiter_in_every_worker_gets_the_message(self):
         with Server("pubsub.lua", "--workers", "2") as s:
-            # Keep-alive connections (a connection stays with the worker that
-            # accepted it), asked each its worker, until both workers hold
-            # three: two to wait, one to ask and publish. Which worker accepts
-            # is the kernel's choice, and it can favour one for hundreds of
-            # connections in a row; while that one is held busy, the other
-            # takes them all.
-            by_pid = {}
-            opened = []
-
-            def open_one():
-                c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
-                opened.append(c)
-                c.request("GET", "/pid")
-                by_pid.setdefault(c.getresponse().read().decode(), []).append(c)
-
-            def spread():
-                return len(by_pid) == 2 and all(len(cs) >= 3 for cs in by_pid.values())
-
-            def hold(c):
-                c.request("GET", "/hold?s=1")
-                c.getresponse().read()
-
+            # Three keep-alive connections in each worker (a connection stays
+            # with the worker that accepted it): two to wait, one to ask and
+            # publish.
+            by_pid = spread_connections(s.port, 3)
+            opened = [c for cs in by_pid.values() for c in cs]
             try:
-                while len(opened) < 20 and not spread():
-                    open_one()
-                for _ in range(5):
-                    if spread():
-                        break
-                    busy = max(by_pid, key=lambda pid: len(by_pid[pid]))
-                    t = threading.Thread(target=hold, args=(by_pid[busy][0],))
-                    t.start()
-                    time.sleep(0.2)  # the hold has begun
-                    for _ in range(3):
-                        open_one()
-                    t.join(10)
-                self.assertEqual(2, len(by_pid), "every connection to one worker: %r" % by_pid)
-                self.assertTrue(all(len(cs) >= 3 for cs in by_pid.values()),
-                                {pid: len(cs) for pid, cs in by_pid.items()})
                 results = []
 
                 def wait(pid, c):

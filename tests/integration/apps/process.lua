@@ -17,8 +17,8 @@ end
 
 local Busy = web.RequestHandler:extend()
 function Busy:get()
-  local t = core.now()
-  while core.now() - t < 0.3 do end
+  local t, s = core.now(), tonumber(self:get_argument("s", "0.3"))
+  while core.now() - t < s do end
   self:write("busy")
 end
 
