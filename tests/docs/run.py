@@ -39,22 +39,21 @@ line "docs: N passed, N failed" that tests/run-all counts:
 import json
 import os
 import re
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 from blocks import blocks_of
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from gusttest import Server  # noqa: E402 (the harness lives with the integration tests)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.path.join(ROOT, sys.argv[1] if len(sys.argv) > 1 else "build"))
 GUST = os.path.join(BUILD, "gust")
 DOCS = os.path.join(ROOT, "docs")
 REFERENCE = os.path.join(DOCS, "reference")
-START_LINE = re.compile(r"listening on https?://[^:]+:(\d+)")
 DEFAULT_ADDR = re.compile(r"(127\.0\.0\.1|localhost):8888\b")
 TIMEOUT = 60
 
@@ -324,44 +323,6 @@ def matches(expected, actual):
     return expected_regex(normalise(expected)).match(normalise(actual)) is not None
 
 
-class Served:
-    def __init__(self, app, cwd):
-        self.err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([GUST, "--port", "0", app], cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=self.err, env=lua_env(), start_new_session=True)
-        self.port = None
-        deadline = time.monotonic() + 10
-        buf = b""
-        fd = self.proc.stdout.fileno()
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not r:
-                break
-            data = os.read(fd, 4096)
-            if not data:
-                break
-            buf += data
-            m = START_LINE.search(buf.decode(errors="replace"))
-            if m:
-                self.port = int(m.group(1))
-                break
-
-    def stderr(self):
-        self.err.seek(0)
-        return self.err.read().decode(errors="replace")[-2000:]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self.err.close()
-
-
 def rewrite(text, port):
     return DEFAULT_ADDR.sub("127.0.0.1:%d" % port, text) if port else text
 
@@ -426,7 +387,7 @@ def run_page(path, workroot):
             if lang == "lua" and "example" in kinds:
                 n += 1
                 if server:
-                    server.stop()
+                    server.stop(check=False)
                     server = None
                 app = file or "example-%d.lua" % n
                 app_line = where
@@ -443,12 +404,10 @@ def run_page(path, workroot):
                     report(False, where, "no `lua example` app before this block")
                     continue
                 if server is None:
-                    server = Served(app, cwd)
-                    if server.port is None:
-                        report(False, "%s serve %s" % (where, app_line), "gust did not start:\n"
-                               + server.stderr())
-                        server.stop()
-                        server = None
+                    try:
+                        server = Server(app, binary=GUST, cwd=cwd, env=lua_env())
+                    except RuntimeError as e:
+                        report(False, "%s serve %s" % (where, app_line), str(e))
                         continue
                 if expected is not None:
                     expected = rewrite(expected, server.port)
@@ -488,7 +447,7 @@ def run_page(path, workroot):
                            "%s sh run" % where, expected)
     finally:
         if server:
-            server.stop()
+            server.stop(check=False)
 
 
 def main():

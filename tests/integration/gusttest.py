@@ -33,9 +33,11 @@ def _die_with_parent():
 class Server:
     """A running gust process. Use as a context manager or call stop()."""
 
-    def __init__(self, app, *args, env=None, timeout=10, preexec=None):
-        self.app = app if os.path.isabs(app) else os.path.join(APPS, app)
-        cmd = [GUST_BIN, "--port", "0", *args, self.app]
+    def __init__(self, app, *args, env=None, timeout=10, preexec=None, cwd=None, binary=None):
+        """`app` is under tests/integration/apps unless absolute or `cwd`
+        is given (then it is relative to cwd, where gust runs)."""
+        self.app = app if os.path.isabs(app) or cwd else os.path.join(APPS, app)
+        cmd = [binary or GUST_BIN, "--port", "0", *args, self.app]
         self.last_stderr = None
         self.stderr_path = "/tmp/gust-test-%d-%d.err" % (os.getpid(), time.monotonic_ns())
         self._stderr = open(self.stderr_path, "wb")
@@ -46,7 +48,7 @@ class Server:
             if preexec:
                 preexec()  # e.g. resource limits for a fault test
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=full_env, cwd=ROOT, preexec_fn=child_setup)
+                                     env=full_env, cwd=cwd or ROOT, preexec_fn=child_setup)
         self.port = None
         self.start_line = ""
         self.lines = []  # every stdout line read up to the start line
