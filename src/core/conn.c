@@ -244,9 +244,14 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
      * is): read it now rather than after a round of the loop. With epoll's
      * change list, a request answered and closed at once costs no
      * epoll_ctl. A connection handed over with nothing to read was silent
-     * for the kernel's second: that second counts as idle. */
-    if (!c->tls.ssl && read_direct(c) == 0 && l->deferred && l->idle_tv) {
-        double left = l->idle_s > GUST_DEFER_ACCEPT_S ? l->idle_s - GUST_DEFER_ACCEPT_S : 0;
+     * for the kernel's second: that second counts as idle. (A TLS one is
+     * read by the loop; a peek tells whether it said anything.) */
+    double idle = l->deferred && l->idle_tv ? l->idle_s : -1; /* l may go with c below */
+    char b;
+    int silent =
+        c->tls.ssl ? recv(fd, &b, 1, MSG_PEEK) < 0 && errno == EAGAIN : read_direct(c) == 0;
+    if (silent && idle >= 0) {
+        double left = idle > GUST_DEFER_ACCEPT_S ? idle - GUST_DEFER_ACCEPT_S : 0;
         struct timeval tv = timeval_of(left);
         set_timer(c, &tv, left);
     }

@@ -40,6 +40,20 @@ class TLSTest(unittest.TestCase):
     def conn(self):
         return http.client.HTTPSConnection("localhost", self.port, context=self.ctx, timeout=5)
 
+    def test_silent_connection_closed_after_the_idle_timeout(self):
+        # limits.lua's idle_connection_timeout is 1 s; the second the kernel
+        # holds a silent connection back (deferred accept) counts toward it,
+        # over TLS as over plain HTTP.
+        with Server("limits.lua", "--tls-cert", self.cert, "--tls-key", self.key) as s:
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+                t0 = time.monotonic()
+                try:
+                    self.assertEqual(b"", c.recv(1))
+                except ConnectionResetError:
+                    pass
+                elapsed = time.monotonic() - t0
+            self.assertTrue(0.8 <= elapsed <= 1.7, "closed after %.2f s" % elapsed)
+
     def test_start_line_says_https(self):
         self.assertIn("https://127.0.0.1:%d" % self.port, self.server.start_line)
 
