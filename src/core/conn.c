@@ -44,7 +44,7 @@
 #define OUTPUT_MAX (1024 * 1024)
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
-static int read_direct(gust_conn_t *c);
+static int read_direct(gust_conn_t *c, short what);
 static void on_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void conn_process(gust_conn_t *c);
@@ -230,7 +230,8 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     c->is_tcp = sa->sa_family != AF_UNIX;
     if (s->tls_ctx && gust_tls_accept(&c->tls, s->tls_ctx, fd) != 0)
         gust_log(&s->log, GUST_LOG_ERROR, "tls: cannot set up a connection");
-    event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST | (c->tls.ssl ? 0 : EV_ET), on_read, c);
+    event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST | (c->tls.ssl ? 0 : EV_ET | EV_CLOSED),
+                 on_read, c);
     evtimer_assign(&c->timer, s->base, on_timer, c);
     c->next = s->conns;
     if (s->conns)
@@ -249,7 +250,7 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
     double idle = l->deferred && l->idle_tv ? l->idle_s : -1; /* l may go with c below */
     char b;
     int silent =
-        c->tls.ssl ? recv(fd, &b, 1, MSG_PEEK) < 0 && errno == EAGAIN : read_direct(c) == 0;
+        c->tls.ssl ? recv(fd, &b, 1, MSG_PEEK) < 0 && errno == EAGAIN : read_direct(c, 0) == 0;
     if (silent && idle >= 0) {
         double left = idle > GUST_DEFER_ACCEPT_S ? idle - GUST_DEFER_ACCEPT_S : 0;
         struct timeval tv = timeval_of(left);
@@ -706,21 +707,23 @@ static ssize_t read_some(gust_conn_t *c, int *full) {
 /* A plain connection's read event is edge-triggered (epoll reports a
  * socket once per arrival, not at every wait until it is drained): a read
  * that filled its buffer is followed by another, on the next round of the
- * loop, as level triggering would. */
-static void read_again(gust_conn_t *c, int full) {
-    if (full && c->state != CONN_CLOSED && c->reading)
-        event_active(&c->rev, EV_READ, 1);
+ * loop, as level triggering would; so is every read of an event that says
+ * the peer closed (EV_CLOSED), until the EOF is read: a FIN that came with
+ * the last bytes is no arrival of its own. */
+static void read_again(gust_conn_t *c, int full, short what) {
+    if ((full || (what & EV_CLOSED)) && c->state != CONN_CLOSED && c->reading)
+        event_active(&c->rev, EV_READ | (what & EV_CLOSED), 1);
 }
 
 /* A plain connection with nothing pending parses straight from the
  * server's read buffer. 1: bytes were read; 0: none were there; -1: the
  * connection is closed (EOF or an error) and `c` may be gone. */
-static int read_direct(gust_conn_t *c) {
+static int read_direct(gust_conn_t *c, short what) {
     ssize_t n = recv(c->fd, c->core->rbuf, sizeof c->core->rbuf, 0);
     if (n > 0) {
         gust_conn_incref(c);
         conn_process_mem(c, c->core->rbuf, (size_t)n);
-        read_again(c, (size_t)n == sizeof c->core->rbuf);
+        read_again(c, (size_t)n == sizeof c->core->rbuf, what);
         gust_conn_decref(c);
         return 1;
     }
@@ -741,7 +744,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
             return;
     }
     if (!c->tls.ssl && in_len(c) == 0 && (c->state == CONN_IDLE || c->state == CONN_READING)) {
-        read_direct(c);
+        read_direct(c, what);
         return;
     }
     int full;
@@ -755,7 +758,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         if (n <= 0)
             gust_conn_close(c);
         else
-            read_again(c, full);
+            read_again(c, full, what);
         return;
     }
     if (n <= 0) {
@@ -782,7 +785,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     } else {
         conn_process(c);
     }
-    read_again(c, full);
+    read_again(c, full, what);
     gust_conn_decref(c);
 }
 

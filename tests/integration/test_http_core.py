@@ -532,6 +532,32 @@ class HTTPCoreTest(GustTestCase):
         self.assertEqual(status_of(raw), 200)
         self.assertIn(b"slept", raw)
 
+    def test_request_and_fin_in_one_segment_close_after_the_answer(self):
+        # The second request and the client's FIN arrive together (TCP_CORK
+        # holds the request back until shutdown() adds the FIN to it): the
+        # answer comes, then the close, not an idle keep-alive connection
+        # that waits for the idle timeout.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = s.recv(4096)
+            self.assertEqual(status_of(first), 200)
+            time.sleep(0.1)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(2)
+            raw = b""
+            try:
+                while True:
+                    data = s.recv(4096)
+                    if not data:
+                        break
+                    raw += data
+            except socket.timeout:
+                self.fail("no close within 2 s after the answer: %r" % raw)
+            self.assertEqual(status_of(raw), 200)
+            self.assertTrue(raw.endswith(b"hello"), raw)
+
     def test_client_aborts_during_big_response(self):
         for _ in range(20):
             s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
