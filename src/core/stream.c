@@ -134,6 +134,13 @@ void gust_stream_read_start(gust_stream_t *st) {
     if (st->reading || st->closed || st->eof)
         return;
     st->reading = 1;
+    /* A plain socket's read event is edge-triggered (as a connection's,
+     * conn.c): epoll then does not poll it again at every wait. TLS stays
+     * level-triggered (OpenSSL may hold bytes it read ahead). */
+    if (!event_pending(&st->rev, EV_READ, NULL)) {
+        short et = st->is_sock && !st->tls.ssl ? EV_ET | EV_CLOSED : 0;
+        event_assign(&st->rev, st->core->base, st->fd, EV_READ | EV_PERSIST | et, on_readable, st);
+    }
     event_add(&st->rev, NULL);
 }
 
@@ -152,6 +159,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     gust_stream_t *st = arg;
     const char *err = NULL;
     ssize_t n;
+    int full = 0;
     /* Held throughout: a callback may drop the owner's reference. */
     gust_stream_incref(st);
     if (st->tls.write_wants_read) {
@@ -180,11 +188,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
                             : read(fd, st->core->rbuf, sizeof st->core->rbuf);
             if (n > 0)
                 evbuffer_add(st->in, st->core->rbuf, (size_t)n);
+            full = n == (ssize_t)sizeof st->core->rbuf;
         } else {
             struct evbuffer_iovec v;
             if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
                 goto out;
             n = st->is_sock ? recv(fd, v.iov_base, v.iov_len, 0) : read(fd, v.iov_base, v.iov_len);
+            full = n > 0 && (size_t)n == v.iov_len;
             int e = errno;
             v.iov_len = n > 0 ? (size_t)n : 0;
             evbuffer_commit_space(st->in, &v, 1);
@@ -207,6 +217,12 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     }
     if (st->on_read)
         st->on_read(st, st->arg);
+    /* Edge-triggered: a read that filled its buffer is followed by another,
+     * and so is each read of an event that says the peer closed, until
+     * the EOF is read (a FIN that came with the last bytes is no arrival
+     * of its own). */
+    if ((full || (what & EV_CLOSED)) && st->reading && !st->closed)
+        event_active(&st->rev, EV_READ | (what & EV_CLOSED), 1);
 out:
     gust_stream_free(st);
 }

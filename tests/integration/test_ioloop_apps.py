@@ -11,7 +11,7 @@ import time
 import unittest
 import urllib.parse
 
-from gusttest import ROOT, Server
+from gusttest import APPS, ROOT, Server
 
 TCPECHO = os.path.join(ROOT, "apps", "tcpecho", "app.lua")
 CHAT = os.path.join(ROOT, "apps", "chat", "app.lua")
@@ -49,6 +49,26 @@ class TcpEchoTest(unittest.TestCase):
             time.sleep(0.05)
             c.sendall(b"tial line\n")
             self.assertEqual(b"partial line\n", c.recv(100))
+
+
+class StreamEofTest(unittest.TestCase):
+    def test_bytes_and_fin_in_one_segment(self):
+        # The bytes and the client's FIN arrive together (TCP_CORK holds the
+        # bytes until shutdown() adds the FIN): a stream that reads on
+        # without pausing still reads the EOF that came with them.
+        with Server(os.path.join(APPS, "tcpdrain.lua")) as s:
+            m = re.search(r"tcpdrain listening on [\d.]+:(\d+)", "".join(s.lines))
+            self.assertIsNotNone(m, s.lines)
+            with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=5) as c:
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                c.sendall(b"x" * 1000)
+                c.shutdown(socket.SHUT_WR)
+                c.settimeout(2)
+                try:
+                    self.assertEqual(b"", c.recv(100))  # the server's close
+                except socket.timeout:
+                    self.fail("the EOF that came with the bytes was not read")
+            self.assertIsNotNone(s.wait_stderr(r"tcpdrain: got 1000 bytes"), s.stderr())
 
 
 def post(port, path, fields, timeout=10):
