@@ -249,8 +249,8 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
      * read by the loop; a peek tells whether it said anything.) */
     double idle = l->deferred && l->idle_tv ? l->idle_s : -1; /* l may go with c below */
     char b;
-    int silent =
-        c->tls.ssl ? recv(fd, &b, 1, MSG_PEEK) < 0 && errno == EAGAIN : read_direct(c, 0) == 0;
+    int silent = c->tls.ssl ? idle >= 0 && recv(fd, &b, 1, MSG_PEEK) < 0 && errno == EAGAIN
+                            : read_direct(c, 0) == 0;
     if (silent && idle >= 0) {
         double left = idle > GUST_DEFER_ACCEPT_S ? idle - GUST_DEFER_ACCEPT_S : 0;
         struct timeval tv = timeval_of(left);
@@ -704,15 +704,10 @@ static ssize_t read_some(gust_conn_t *c, int *full) {
     return n;
 }
 
-/* A plain connection's read event is edge-triggered (epoll reports a
- * socket once per arrival, not at every wait until it is drained): a read
- * that filled its buffer is followed by another, on the next round of the
- * loop, as level triggering would; so is every read of an event that says
- * the peer closed (EV_CLOSED), until the EOF is read: a FIN that came with
- * the last bytes is no arrival of its own. */
+/* A plain connection's read event is edge-triggered (gust_read_again). */
 static void read_again(gust_conn_t *c, int full, short what) {
-    if ((full || (what & EV_CLOSED)) && c->state != CONN_CLOSED && c->reading)
-        event_active(&c->rev, EV_READ | (what & EV_CLOSED), 1);
+    if (c->state != CONN_CLOSED && c->reading)
+        gust_read_again(&c->rev, full, what);
 }
 
 /* A plain connection with nothing pending parses straight from the

@@ -34,17 +34,15 @@ void gust_config_init(gust_config_t *cfg) {
     cfg->block_kill = 30;
 }
 
-double gust_now(void) {
+static double clock_seconds(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-double gust_now_coarse(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+double gust_now(void) { return clock_seconds(CLOCK_MONOTONIC); }
+
+double gust_now_coarse(void) { return clock_seconds(CLOCK_MONOTONIC_COARSE); }
 
 const char *gust_core_date(gust_core_t *c) {
     struct timeval tv;

@@ -15,6 +15,7 @@
 
 #include <time.h>
 
+#include <event2/event.h>
 #include <event2/event_struct.h>
 
 #include "gust.h"
@@ -158,6 +159,17 @@ typedef struct gust_access {
 void gust_core_log_access(gust_core_t *c, const gust_access_t *a, int status, uint64_t bytes);
 gust_access_t *gust_access_copy(const gust_access_t *a);
 void gust_access_free(gust_access_t *a);
+
+/* An edge-triggered read event (EV_ET | EV_CLOSED) reports a socket once
+ * per arrival, not at every wait until it is drained: after a read that
+ * filled its buffer (`full`), or any read of an event that says the peer
+ * closed (a FIN that came with the last bytes is no arrival of its own),
+ * the callback runs again on the next round of the loop, until the EOF is
+ * read. The caller says whether it still reads. */
+static inline void gust_read_again(struct event *ev, int full, short what) {
+    if (full || (what & EV_CLOSED))
+        event_active(ev, EV_READ | (what & EV_CLOSED), 1);
+}
 
 /* Monotonic seconds. */
 double gust_now(void);

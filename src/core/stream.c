@@ -134,8 +134,8 @@ void gust_stream_read_start(gust_stream_t *st) {
     if (st->reading || st->closed || st->eof)
         return;
     st->reading = 1;
-    /* A plain socket's read event is edge-triggered (as a connection's,
-     * conn.c): epoll then does not poll it again at every wait. TLS stays
+    /* A plain socket's read event is edge-triggered (gust_read_again):
+     * epoll then does not poll it again at every wait. TLS stays
      * level-triggered (OpenSSL may hold bytes it read ahead). */
     if (!event_pending(&st->rev, EV_READ, NULL)) {
         short et = st->is_sock && !st->tls.ssl ? EV_ET | EV_CLOSED : 0;
@@ -217,12 +217,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     }
     if (st->on_read)
         st->on_read(st, st->arg);
-    /* Edge-triggered: a read that filled its buffer is followed by another,
-     * and so is each read of an event that says the peer closed, until
-     * the EOF is read (a FIN that came with the last bytes is no arrival
-     * of its own). */
-    if ((full || (what & EV_CLOSED)) && st->reading && !st->closed)
-        event_active(&st->rev, EV_READ | (what & EV_CLOSED), 1);
+    if (st->reading && !st->closed)
+        gust_read_again(&st->rev, full, what); /* edge-triggered */
 out:
     gust_stream_free(st);
 }

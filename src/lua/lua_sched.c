@@ -128,7 +128,7 @@ static void on_profile(void *data, lua_State *L, int samples, int vmstate) {
     gust_sched_t *sc = s->sched;
     if (!sc || sc->depth == 0)
         return;
-    double ms = (gust_now() - sc->t0) * 1000;
+    double ms = (gust_now_coarse() - sc->t0) * 1000; /* the clock hold_begin() read */
     if (ms < s->core->cfg.block_warn_ms)
         return;
     char trace[GUST_TRACE_MAX];
