@@ -169,6 +169,25 @@ class ProcessModelTest(unittest.TestCase):
 
     def test_metrics_summed_over_workers(self):
         with Server(self.app, "--workers", "2", "--metrics", "/metrics") as s:
+            def total_200():
+                text = get(s.port, "/metrics")[1]
+                return int(re.search(r'^gust_requests_total\{code="200"\} (\d+)$', text, re.M)
+                           .group(1))
+            # Ten requests answered by each worker (each counts in its own
+            # slot): the total grows by all twenty, not by one worker's ten.
+            conns = gusttest.spread_connections(s.port, 1, hold="/busy?s=1", pid="/")
+            before = total_200()
+            for cs in conns.values():
+                for _ in range(10):
+                    cs[0].request("GET", "/")
+                    r = cs[0].getresponse()
+                    r.read()
+                    self.assertEqual(200, r.status)
+            for cs in conns.values():
+                cs[0].close()
+            grown = total_200() - before
+            self.assertGreaterEqual(grown, 20)
+            self.assertLessEqual(grown, 21)  # and the /metrics request before them
             for _ in range(20):
                 get(s.port)
             try:
