@@ -4,10 +4,10 @@
  * side of TLS: contexts, the non-blocking handshake, SNI, verification).
  *
  * A TLS stream differs only in how bytes cross the socket: SSL_read and
- * SSL_write instead of read and writev. OpenSSL may need the opposite
- * readiness to make progress (a read that must write, a write that must
- * read); the tls_*_wants_* flags remember that so the other event resumes
- * the stalled direction.
+ * SSL_write instead of recv and send (read and writev for a pipe). OpenSSL
+ * may need the opposite readiness to make progress (a read that must
+ * write, a write that must read); the tls_*_wants_* flags remember that so
+ * the other event resumes the stalled direction.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -305,20 +305,17 @@ static ssize_t write_direct(gust_stream_t *st, const struct iovec *iov, int iovc
         return writev(st->fd, iov, iovcnt); /* a pipe */
     if (iovcnt == 1)
         return send(st->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    char buf[GATHER_MAX];
-    size_t len = 0;
-    for (int i = 0; i < iovcnt && len <= sizeof buf; i++) {
-        if (iov[i].iov_len > sizeof buf - len) {
-            len = sizeof buf + 1;
-            break;
-        }
-        memcpy(buf + len, iov[i].iov_base, iov[i].iov_len);
-        len += iov[i].iov_len;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (total > GATHER_MAX) {
+        struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        return sendmsg(st->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
-    if (len <= sizeof buf)
-        return send(st->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-    return sendmsg(st->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    char buf[GATHER_MAX];
+    for (size_t i = 0, at = 0; i < (size_t)iovcnt; at += iov[i++].iov_len)
+        memcpy(buf + at, iov[i].iov_base, iov[i].iov_len);
+    return send(st->fd, buf, total, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 size_t gust_stream_writev(gust_stream_t *st, const struct iovec *iov, int iovcnt) {
