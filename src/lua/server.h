@@ -24,6 +24,7 @@ struct gust_server {
     lua_State *L; /* a thread of the Lua state that belongs to the server */
     lua_State *main_L;
     unsigned own_lua : 1, loading : 1;
+    int gc_pause; /* the collector's pause gc_floor() last set; 0: not ours */
 
     int app_ref;          /* what the app script returned */
     const char *app_path; /* the script gust_load_app() runs, while it runs */

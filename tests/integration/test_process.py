@@ -233,5 +233,35 @@ class ProcessModelTest(unittest.TestCase):
             self.assertEqual(1, len(re.findall("blocked the loop", s.stderr())))
 
 
+class CollectorTest(unittest.TestCase):
+    """A worker's collector waits for at least 1 MiB of garbage before a
+    cycle: its pause is set, after every cycle, from what the cycle kept."""
+
+    FLOOR = 1 << 20
+
+    def pause_and_kept(self, env=None):
+        with Server("collector.lua", "--workers", "1", env=env) as s:
+            status, body = get(s.port)
+            self.assertEqual(200, status)
+            pause, kept, _ = (int(x) for x in body.split())
+            return pause, kept
+
+    def test_a_small_heap_waits_for_a_mib_of_garbage(self):
+        pause, kept = self.pause_and_kept()
+        self.assertLess(kept, self.FLOOR)
+        want = 100 * (kept + self.FLOOR) / kept
+        self.assertGreater(pause, 200)
+        self.assertAlmostEqual(want, pause, delta=want * 0.1)
+
+    def test_a_heap_above_the_floor_keeps_pause_200(self):
+        pause, kept = self.pause_and_kept({"KEEP_MIB": "3"})
+        self.assertGreater(kept, 3 * self.FLOOR)
+        self.assertEqual(200, pause)
+
+    def test_an_app_that_sets_the_pause_keeps_its_own(self):
+        pause, _ = self.pause_and_kept({"OWN_PAUSE": "150"})
+        self.assertEqual(150, pause)
+
+
 if __name__ == "__main__":
     unittest.main()
