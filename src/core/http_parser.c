@@ -58,6 +58,32 @@ static int on_method(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
+/* llhttp 8 takes "RTSP/x.y" and "ICE/x.y" for a request's protocol as well
+ * as "HTTP/x.y", and does not say which it saw; only HTTP is served here.
+ * The version's span starts right after the protocol's slash, so the byte
+ * five before it is the 'H' of "HTTP/" or not; when the bytes came in
+ * pieces, it may be in an earlier one (tail). */
+static int on_version(llhttp_t *p, const char *at, size_t len) {
+    gust_http_request_t *r = REQ(p);
+    if (r->version_seen) /* the rest of a version that came in pieces */
+        return 0;
+    r->version_seen = 1;
+    size_t k = (size_t)(at - r->fed);
+    char c = k >= sizeof r->tail ? at[-5] : r->tail[k];
+    return c == 'H' ? 0 : fail(r, 400, "not an HTTP request line");
+}
+
+/* Keeps the last five bytes fed, for on_version(). */
+static void keep_tail(gust_http_request_t *r, const char *data, size_t n) {
+    size_t t = sizeof r->tail;
+    if (n >= t) {
+        memcpy(r->tail, data + n - t, t);
+    } else {
+        memmove(r->tail, r->tail + n, t - n);
+        memcpy(r->tail + t - n, data, n);
+    }
+}
+
 gust_http_header_t *gust_http_header_new(gust_http_header_t **headers, unsigned *n, unsigned *cap,
                                          uint32_t name) {
     if (*n == *cap) {
@@ -324,6 +350,7 @@ static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_method = on_method,
     .on_url = on_url,
+    .on_version = on_version,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
@@ -491,7 +518,7 @@ void gust_http_request_reset(gust_http_request_t *r, int release) {
     r->in_field = r->in_value = r->begun = r->headers_done = r->complete = 0;
     r->keep_alive = r->expect_continue = r->upgrade = r->te_http10 = 0;
     r->line_scan = SCAN_START;
-    r->method_seen = r->has_expect = r->has_inm = r->name_ws = 0;
+    r->method_seen = r->has_expect = r->has_inm = r->name_ws = r->version_seen = 0;
     if (llhttp_get_errno(&r->parser) == HPE_PAUSED)
         llhttp_resume(&r->parser);
 }
@@ -528,7 +555,10 @@ size_t gust_http_request_feed(gust_http_request_t *r, const char *data, size_t l
     /* Up to a fold only, so that whatever llhttp finds wrong before it
      * decides the status, as it would if the bytes came one at a time. */
     size_t n = scan_for_fold(r, data, len);
+    r->fed = data;
     enum llhttp_errno e = llhttp_execute(&r->parser, data, n);
+    if (!r->version_seen)
+        keep_tail(r, data, n);
     if (r->crlf_need && check_chunk_crlf(r, data, data + n)) {
         r->complete = 0;
         return len;

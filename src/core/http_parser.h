@@ -59,10 +59,13 @@ typedef struct gust_http_request {
     uint8_t rl_state;  /* after an unknown method: where its request line is */
     uint8_t rl_index;  /* bytes of "HTTP/x.y" seen */
     uint32_t rl_len;   /* bytes of the request line checked */
+    const char *fed;   /* the first byte of what is being parsed */
+    char tail[5];      /* the five bytes fed before it, while the version is to come */
     unsigned in_field : 1, in_value : 1, begun : 1, headers_done : 1, complete : 1, keep_alive : 1,
         expect_continue : 1, upgrade : 1, te_http10 : 1, method_seen : 1, has_expect : 1,
-        has_inm : 1, /* an Expect, an If-None-Match header came: worth a look-up */
-        name_ws : 1; /* whitespace in the header name being read */
+        has_inm : 1,      /* an Expect, an If-None-Match header came: worth a look-up */
+        name_ws : 1,      /* whitespace in the header name being read */
+        version_seen : 1; /* the request line's protocol was checked */
 } gust_http_request_t;
 
 void gust_http_request_init(gust_http_request_t *r, const gust_http_limits_t *limits);

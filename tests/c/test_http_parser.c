@@ -775,6 +775,46 @@ static void test_garbage(void) {
     gust_http_request_free(&r);
 }
 
+/* llhttp 8 also takes RTSP and ICE request lines; only HTTP is served. */
+static void test_not_http(void) {
+    static const char *const lines[] = {
+        "GET / RTSP/1.0\r\nHost: x\r\n\r\n",
+        "OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+        "SOURCE /mount ICE/1.0\r\nHost: x\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        size_t len = strlen(lines[i]);
+        expect_status(lines[i], len, 400, __LINE__);
+        check_split_invariant(lines[i], len, &big_limits);
+    }
+    /* After an HTTP request on the same connection, in pieces of any size:
+     * the protocol's bytes may come before the piece that holds the version. */
+    static const char two[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "GET /b RTSP/1.0\r\nHost: x\r\n\r\n";
+    char got[8192];
+    int bad = 0;
+    for (size_t step = 0; step <= sizeof two && !bad; step++) {
+        parse_stream(LIT(two), step, &big_limits, got, sizeof got);
+        if (!strstr(got, "status=0 complete=1") || !strstr(got, "\nstatus=400 complete=0")) {
+            check_fail(__FILE__, __LINE__, "step %zu:\n%s", step, got);
+            bad = 1;
+        }
+    }
+    if (!bad)
+        npass++;
+    static const char http[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                               "GET /b HTTP/1.0\r\n\r\n";
+    for (size_t step = 0; step <= sizeof http && !bad; step++) {
+        parse_stream(LIT(http), step, &big_limits, got, sizeof got);
+        if (strstr(got, "status=400")) {
+            check_fail(__FILE__, __LINE__, "step %zu:\n%s", step, got);
+            bad = 1;
+        }
+    }
+    if (!bad)
+        npass++;
+}
+
 static int parse_keep_alive(const char *req, int *minor) {
     gust_http_request_t r;
     gust_http_request_init(&r, &big_limits);
@@ -1382,6 +1422,7 @@ int main(void) {
     RUN(test_smuggling);
     RUN(test_unknown_method);
     RUN(test_bad_content_length);
+    RUN(test_not_http);
     RUN(test_garbage);
     RUN(test_keep_alive);
     RUN(test_expect);

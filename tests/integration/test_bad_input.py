@@ -73,6 +73,13 @@ class BadInputDefaultLimits(RejectMixin, GustTestCase):
                     b"\r\n\r\n\r\nGET / HTTP/1.1\r\n\x01\r\n\r\n"):
             self.assert_rejected(bad, 400)
 
+    def test_a_protocol_other_than_http_is_400(self):
+        # llhttp 8 would take these request lines for HTTP/1.0
+        for bad in (b"GET /hello RTSP/1.0\r\nHost: x\r\n\r\n",
+                    b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+                    b"SOURCE /hello ICE/1.0\r\nHost: x\r\n\r\n"):
+            self.assert_rejected(bad, 400)
+
     def test_unknown_method_is_501(self):
         # RFC 9110 9.1: a method (a token) the server does not know
         for method in (b"FOO", b"QUERY", b"GETX", b"get", b"DESCRIBE", b"X-Custom_1.0~"):
