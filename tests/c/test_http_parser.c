@@ -574,6 +574,17 @@ static void expect_status(const char *req, size_t len, int status, int line) {
 }
 
 #define EXPECT_STATUS(s, status) expect_status(s, sizeof(s) - 1, status, __LINE__)
+
+/* expect_status() for each request of a list, and every split of it agrees. */
+static void expect_every_way(const char *const *reqs, size_t n, int status, int line) {
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(reqs[i]);
+        expect_status(reqs[i], len, status, line);
+        check_split_invariant(reqs[i], len, &big_limits);
+    }
+}
+#define EXPECT_EVERY_WAY(list, status)                                                             \
+    expect_every_way(list, sizeof list / sizeof list[0], status, __LINE__)
 #define EXPECT_400(s) EXPECT_STATUS(s, 400)
 
 /* Parses a request that must be complete and checks that its host header is
@@ -663,11 +674,7 @@ static void test_unknown_method(void) {
         "FOO / HTTP/1.1\r\nthe headers are not read\r\n\r\n",
         "\r\n\r\nFOO / HTTP/1.1\r\nHost: x\r\n\r\n",
     };
-    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
-        size_t len = strlen(unknown[i]);
-        expect_status(unknown[i], len, 501, __LINE__);
-        check_split_invariant(unknown[i], len, &big_limits);
-    }
+    EXPECT_EVERY_WAY(unknown, 501);
     static const char *const invalid[] = {
         "G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
         "(FOO) / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -690,11 +697,7 @@ static void test_unknown_method(void) {
         "DESCRIBE / HTTP/x.1\r\n\r\n",
         "\r\n@GET / HTTP/1.1\r\n\r\n",
     };
-    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
-        size_t len = strlen(invalid[i]);
-        expect_status(invalid[i], len, 400, __LINE__);
-        check_split_invariant(invalid[i], len, &big_limits);
-    }
+    EXPECT_EVERY_WAY(invalid, 400);
 
     /* Until the line is complete the request is neither taken nor refused,
      * and every byte counts as used. */
@@ -782,11 +785,7 @@ static void test_not_http(void) {
         "OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n",
         "SOURCE /mount ICE/1.0\r\nHost: x\r\n\r\n",
     };
-    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
-        size_t len = strlen(lines[i]);
-        expect_status(lines[i], len, 400, __LINE__);
-        check_split_invariant(lines[i], len, &big_limits);
-    }
+    EXPECT_EVERY_WAY(lines, 400);
     /* After an HTTP request on the same connection, in pieces of any size:
      * the protocol's bytes may come before the piece that holds the version. */
     static const char two[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
