@@ -94,6 +94,10 @@ static int gc_floor(lua_State *L) {
     uint64_t pause = 100 * (kept + GC_FLOOR) / kept;
     if (pause < GC_PAUSE)
         pause = GC_PAUSE;
+    /* The next sentinel first, so that running out of memory making it
+     * (which LuaJIT raises in whatever allocation ran this finalizer)
+     * leaves the pause as it was. */
+    gc_sentinel(L, s);
     int was = lua_gc(L, LUA_GCSETPAUSE, (int)pause);
     if (was != s->gc_pause) { /* not what we left: the app's */
         lua_gc(L, LUA_GCSETPAUSE, was);
@@ -101,7 +105,6 @@ static int gc_floor(lua_State *L) {
         return 0;
     }
     s->gc_pause = (int)pause;
-    gc_sentinel(L, s);
     return 0;
 }
 
