@@ -232,12 +232,26 @@ static int target_authority(const gust_http_request_t *r, uint32_t *off, uint32_
     return 1;
 }
 
+/* The bytes a Host value may hold (RFC 9112 §3.2, RFC 3986 §3.2.2): a
+ * reg-name's unreserved, pct-encoded and sub-delims, the brackets of an
+ * IP literal, and the colons of one and of a port. */
+static const uint64_t host_bytes[4] = {0x2fff7ff200000000ull, 0x47fffffeaffffffeull, 0, 0};
+
+static int valid_host(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(host_bytes[c >> 6] >> (c & 63) & 1))
+            return 0;
+    }
+    return 1;
+}
+
 /*
  * RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host header, any
- * request at most one. For an absolute-form target the target's authority
- * wins (§3.2.2): the host header's value becomes that span of the URL, and
- * a request without one gets one, so whoever reads "host" sees the
- * authority.
+ * request at most one, and its value must be a host. For an
+ * absolute-form target the target's authority wins (§3.2.2): the host
+ * header's value becomes that span of the URL, and an HTTP/1.0 request
+ * without one gets one, so whoever reads "host" sees the authority.
  */
 static int check_host(gust_http_request_t *r) {
     gust_http_header_t *host = NULL;
@@ -249,12 +263,16 @@ static int check_host(gust_http_request_t *r) {
             host = h;
         }
     }
+    if (host && !valid_host(r->arena + host->value, host->value_len))
+        return fail(r, 400, "bad Host header");
+    if (!host && r->http_minor != 0)
+        return fail(r, 400, "no Host header");
     uint32_t off, len;
     int absolute = target_authority(r, &off, &len);
     if (absolute < 0)
         return fail(r, 400, "bad authority in the request target");
     if (!absolute)
-        return host || r->http_minor == 0 ? 0 : fail(r, 400, "no Host header");
+        return 0;
     if (!host) { /* counts like a header the client sent */
         if (r->nheaders == GUST_MAX_HEADERS)
             return fail(r, 431, "too many headers");

@@ -1103,6 +1103,16 @@ static void test_host(void) {
     EXPECT_400("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
     EXPECT_400("GET / HTTP/1.1\r\nHost: a\r\nX: y\r\nhOST: a\r\n\r\n");
     EXPECT_400("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n");
+    /* A value that is no host (§3.2): 400, whatever the target says. */
+    CHECK_HOST("GET / HTTP/1.1\r\nHost: a-b_c.example~1:8080\r\n\r\n", "a-b_c.example~1:8080");
+    CHECK_HOST("GET / HTTP/1.1\r\nHost: [2001:db8::1]:81\r\n\r\n", "[2001:db8::1]:81");
+    CHECK_HOST("GET / HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n", "xn--bcher-kva.example");
+    EXPECT_400("GET / HTTP/1.1\r\nHost: a b\r\n\r\n");
+    EXPECT_400("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n");
+    EXPECT_400("GET / HTTP/1.1\r\nHost: user@a\r\n\r\n");
+    EXPECT_400("GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n");
+    EXPECT_400("GET / HTTP/1.1\r\nHost: b\xc3\xbc" "cher.example\r\n\r\n");
+    EXPECT_400("GET http://a.example/ HTTP/1.1\r\nHost: a b\r\n\r\n");
     gust_http_request_t r;
     gust_http_request_init(&r, &big_limits);
     gust_http_request_feed(&r, LIT("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
@@ -1111,13 +1121,15 @@ static void test_host(void) {
     gust_http_request_free(&r);
 
     /* Absolute form: the authority (host and port) wins over the header,
-     * and stands in for it when there is none. The target stays as sent. */
+     * and stands in for it in HTTP/1.0, which may omit it (HTTP/1.1 may
+     * not, §3.2). The target stays as sent. */
     CHECK_HOST("GET http://a.example:81/p?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n", "a.example:81");
     CHECK_HOST("GET http://a.example/p HTTP/1.1\r\nHost: b.example\r\n\r\n", "a.example");
-    CHECK_HOST("GET http://a.example:81/p HTTP/1.1\r\n\r\n", "a.example:81");
-    CHECK_HOST("GET http://a.example HTTP/1.1\r\n\r\n", "a.example");
-    CHECK_HOST("GET https://a.example?x=1 HTTP/1.1\r\n\r\n", "a.example");
-    CHECK_HOST("GET http://[::1]:8080/x HTTP/1.1\r\nX-A: b\r\n\r\n", "[::1]:8080");
+    CHECK_HOST("GET http://a.example:81/p HTTP/1.1\r\nHost: a.example:81\r\n\r\n", "a.example:81");
+    CHECK_HOST("GET http://a.example HTTP/1.0\r\n\r\n", "a.example");
+    CHECK_HOST("GET https://a.example?x=1 HTTP/1.1\r\nHost: b\r\n\r\n", "a.example");
+    CHECK_HOST("GET http://[::1]:8080/x HTTP/1.0\r\nX-A: b\r\n\r\n", "[::1]:8080");
+    EXPECT_400("GET http://a.example/p HTTP/1.1\r\n\r\n");
     CHECK_HOST("GET http://a.example/p HTTP/1.0\r\nHost: b.example\r\n\r\n", "a.example");
     CHECK_HOST("GET http://a.example/p HTTP/1.0\r\n\r\n", "a.example");
     gust_http_request_init(&r, &big_limits);
@@ -1133,7 +1145,7 @@ static void test_host(void) {
     gust_http_request_free(&r);
     /* With none sent, "host" comes last. */
     gust_http_request_init(&r, &big_limits);
-    gust_http_request_feed(&r, LIT("GET http://a.example/ HTTP/1.1\r\nX-A: 1\r\n\r\n"));
+    gust_http_request_feed(&r, LIT("GET http://a.example/ HTTP/1.0\r\nX-A: 1\r\n\r\n"));
     CHECK(r.complete);
     CHECK_INT(r.nheaders, 2);
     CHECK_SPAN(r.arena + r.headers[1].name, r.headers[1].name_len, "host");
@@ -1149,7 +1161,7 @@ static void test_host(void) {
 
     /* The Host the URI adds counts like one the client sent. */
     char buf[8192];
-    size_t len = (size_t)snprintf(buf, sizeof buf, "GET http://a.example/ HTTP/1.1\r\n");
+    size_t len = (size_t)snprintf(buf, sizeof buf, "GET http://a.example/ HTTP/1.0\r\n");
     for (int i = 0; i < GUST_MAX_HEADERS; i++)
         len += (size_t)snprintf(buf + len, sizeof buf - len, "H%d: %d\r\n", i, i);
     len += (size_t)snprintf(buf + len, sizeof buf - len, "\r\n");

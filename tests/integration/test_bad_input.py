@@ -237,6 +237,11 @@ class BadInputDefaultLimits(RejectMixin, GustTestCase):
         self.assert_rejected(b"GET /hello HTTP/1.1\r\nHost: a\r\nX: y\r\nhost: a\r\n\r\n", 400)
         self.assert_rejected(b"GET /hello HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400)
 
+    def test_a_host_value_that_is_no_host(self):
+        # RFC 9112 3.2: an invalid Host field value is a 400
+        for bad in (b"a b", b"a/b", b"user@a", b"\xc3\xbc.example"):
+            self.assert_rejected(b"GET /hello HTTP/1.1\r\nHost: " + bad + b"\r\n\r\n", 400)
+
     def test_http10_may_omit_host(self):
         r = status_of(raw_request(self.port, b"GET /hello HTTP/1.0\r\n\r\n"))
         self.assertEqual(r, 200)
@@ -400,11 +405,15 @@ class AbsoluteFormHost(RejectMixin, GustTestCase):
         self.assertEqual((got["path"], got["query"]), ("/reqinfo", "x=1"))
         self.assert_serving()
 
-    def test_authority_stands_in_for_a_missing_host_header(self):
-        got = self.reqinfo(b"GET http://a.example/reqinfo HTTP/1.1\r\n\r\n")
+    def test_authority_stands_in_for_a_missing_host_header_in_http10(self):
+        got = self.reqinfo(b"GET http://a.example/reqinfo HTTP/1.0\r\n\r\n")
         self.assertEqual(got["host"], "a.example")
         self.assertEqual(got["path"], "/reqinfo")
         self.assert_serving()
+
+    def test_http11_needs_a_host_header_even_with_an_authority(self):
+        # RFC 9112 3.2: 400 for any HTTP/1.1 request without Host
+        self.assert_rejected(b"GET http://a.example/reqinfo HTTP/1.1\r\n\r\n", 400)
 
     def test_origin_form_keeps_the_host_header(self):
         got = self.reqinfo(b"GET /reqinfo HTTP/1.1\r\nHost: b.example:8080\r\n\r\n")
