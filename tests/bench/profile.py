@@ -10,6 +10,7 @@ profile.py report N TOP FILE...
 """
 import collections
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def report(n, top, files):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends it quietly
     if len(sys.argv) == 6 and sys.argv[1] == "client":
         client(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif len(sys.argv) >= 5 and sys.argv[1] == "report":

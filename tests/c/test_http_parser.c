@@ -1111,7 +1111,8 @@ static void test_host(void) {
     EXPECT_400("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n");
     EXPECT_400("GET / HTTP/1.1\r\nHost: user@a\r\n\r\n");
     EXPECT_400("GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n");
-    EXPECT_400("GET / HTTP/1.1\r\nHost: b\xc3\xbc" "cher.example\r\n\r\n");
+    EXPECT_400("GET / HTTP/1.1\r\nHost: b\xc3\xbc"
+               "cher.example\r\n\r\n");
     EXPECT_400("GET http://a.example/ HTTP/1.1\r\nHost: a b\r\n\r\n");
     gust_http_request_t r;
     gust_http_request_init(&r, &big_limits);
