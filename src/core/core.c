@@ -161,6 +161,8 @@ void gust_core_attach_metrics(gust_core_t *c, gust_metrics_t *m, int slot) {
     sl->busy_since_us = 0; /* a slot is reused after a worker dies */
     sl->warned = 0;
     sl->what[0] = sl->trace[0] = 0;
+    __atomic_store_n(&sl->connections_open, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->websockets_open, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&sl->pid, (int32_t)getpid(), __ATOMIC_RELAXED);
 }
 

@@ -92,6 +92,12 @@ static void sum_counts(const gust_metrics_t *m, gust_metrics_counts_t *t) {
 char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
     static gust_metrics_counts_t t; /* 5 KiB: not on the stack */
     sum_counts(m, &t);
+    long long conns = 0, websockets = 0;
+    int used = __atomic_load_n(&m->slots_used, __ATOMIC_RELAXED);
+    for (int i = 0; i < used && i < GUST_METRICS_SLOTS; i++) {
+        conns += LOAD(m->slot[i].connections_open);
+        websockets += LOAD(m->slot[i].websockets_open);
+    }
     gust_buf_t b;
     gust_buf_init(&b, NULL, 0);
     put(&b, "# HELP gust_requests_total Requests answered, by status code.\n"
@@ -116,12 +122,12 @@ char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
     put(&b,
         "# HELP gust_connections_open Open HTTP connections.\n"
         "# TYPE gust_connections_open gauge\ngust_connections_open %lld\n",
-        (long long)LOAD(m->connections_open));
+        conns);
     put(&b,
         "# HELP gust_websocket_connections_open Open WebSocket connections.\n"
         "# TYPE gust_websocket_connections_open gauge\n"
         "gust_websocket_connections_open %lld\n",
-        (long long)LOAD(m->websockets_open));
+        websockets);
     put(&b, "# HELP gust_loop_lag_seconds How late the worker's loop ran a timer.\n"
             "# TYPE gust_loop_lag_seconds gauge\n");
     for (int i = 0; i < GUST_METRICS_SLOTS; i++)

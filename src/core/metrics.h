@@ -36,6 +36,8 @@ typedef struct gust_metrics_slot {
     uint32_t warned;            /* the worker logged this hold already */
     char what[128];             /* "GET /path" being handled, NUL-terminated */
     char trace[GUST_TRACE_MAX]; /* the held code's last sampled traceback */
+    /* Open now, in this worker: zeroed when it dies, with what it held. */
+    int64_t connections_open, websockets_open;
     gust_metrics_counts_t counts;
 } gust_metrics_slot_t;
 
@@ -44,7 +46,6 @@ enum { GUST_REPLACED_BLOCKED, GUST_REPLACED_MEMORY, GUST_REPLACED_REASONS };
 
 typedef struct gust_metrics {
     int32_t slots_used; /* slots below this have had a worker (and counts) */
-    int64_t connections_open, websockets_open;
     uint64_t replaced[GUST_REPLACED_REASONS];
     uint64_t pubsub_dropped; /* messages that missed Redis or a worker */
     gust_metrics_slot_t slot[GUST_METRICS_SLOTS];

@@ -245,6 +245,9 @@ static void on_child(evutil_socket_t sig, short what, void *arg) {
         drop(m, i);
         gust_metrics_slot_t *slot = &m->metrics->slot[w.slot];
         __atomic_store_n(&slot->busy_since_us, 0, __ATOMIC_RELAXED);
+        /* What it held went with it (a crash decrements nothing). */
+        __atomic_store_n(&slot->connections_open, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&slot->websockets_open, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&slot->pid, 0, __ATOMIC_RELAXED); /* its gauges */
         char why[96];
         describe(status, why, sizeof why);

@@ -1,6 +1,7 @@
 """The process model (DESIGN §2-3, §4.10): a master and N workers, crash
 restart, reload by SIGHUP and by --reload, a broken edit that keeps the old
 workers, graceful stop, --metrics summed over workers, --block-warn."""
+import http.client
 import os
 import re
 import shutil
@@ -211,6 +212,32 @@ class ProcessModelTest(unittest.TestCase):
             status, text2 = get(s.port, "/appmetrics")
             self.assertEqual(200, status)
             self.assertRegex(text2, r'gust_requests_total\{code="404"\} 1\b')
+
+    def test_a_dead_workers_connections_leave_the_gauge(self):
+        with Server(self.app, "--workers", "1", "--metrics", "/metrics") as s:
+            def connections_open():
+                text = get(s.port, "/metrics")[1]  # its own connection counts too
+                return int(re.search(r"^gust_connections_open (\d+)$", text, re.M).group(1))
+            held = []
+            for _ in range(3):
+                c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+                c.request("GET", "/")
+                c.getresponse().read()
+                held.append(c)
+            self.assertEqual(4, connections_open())
+            worker = children(s.proc.pid)
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+            with self.assertRaises((http.client.HTTPException, OSError)):
+                c.request("GET", "/exit")
+                c.getresponse().read()
+            c.close()
+            self.assertTrue(wait_for(lambda: children(s.proc.pid) not in ([], worker)))
+            get(s.port)  # the new worker answers
+            # The held connections died with their worker: only the
+            # metrics request's own is open.
+            self.assertEqual(1, connections_open())
+            for c in held:
+                c.close()
 
     def test_run_in_thread_from_a_handler(self):
         with Server(self.app) as s:
