@@ -590,6 +590,11 @@ int gust_master_run(const gust_master_opts_t *o) {
     m.base = event_base_new();
     if (!m.base)
         return 1;
+    /* Signals that mean nothing here must not end the master: its workers
+     * would serve on with nobody to replace them (SIGUSR1 is nginx's "reopen
+     * the logs"; here a reload, SIGHUP, does that). Its workers inherit it. */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
     for (int i = 0; i < 4; i++) {
         m.sig[i] = evsignal_new(m.base, sigs[i], sigs[i] == SIGCHLD ? on_child : on_signal, &m);

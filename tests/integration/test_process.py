@@ -213,6 +213,21 @@ class ProcessModelTest(unittest.TestCase):
             self.assertEqual(200, status)
             self.assertRegex(text2, r'gust_requests_total\{code="404"\} 1\b')
 
+    def test_stray_signals_do_not_end_the_master(self):
+        # SIGUSR1/2 by default terminate; a master gone would leave its
+        # workers serving with nobody to replace them.
+        with Server(self.app, "--workers", "1") as s:
+            workers = children(s.proc.pid)
+            for sig in (signal.SIGUSR1, signal.SIGUSR2):
+                os.kill(s.proc.pid, sig)
+                os.kill(workers[0], sig)
+            time.sleep(0.3)
+            self.assertIsNone(s.proc.poll())
+            self.assertEqual(workers, children(s.proc.pid))
+            self.assertEqual(200, get(s.port)[0])
+            s.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(0, s.proc.wait(timeout=10))
+
     def test_a_dead_workers_connections_leave_the_gauge(self):
         with Server(self.app, "--workers", "1", "--metrics", "/metrics") as s:
             def connections_open():
