@@ -17,18 +17,20 @@ function _M.run(fn, timeout, ...)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'run' (function expected)", 2)
   end
-  local done, err, timed_out = false, nil, false
+  local done, err, timed_out, over = false, nil, false, false
   core.spawn(function(...)
     local ok, e = xpcall(fn, traceback, ...)
     if not ok then err = e end
     done = true
-    core.stop()
+    -- A task that outlived its run (a timeout) must not stop a later one.
+    if not over then core.stop() end
   end, ...)
   local guard = core.call_later(timeout or 5, function()
     timed_out = true
     core.stop()
   end)
   core.run()
+  over = true
   guard:cancel()
   if err then error(err, 0) end
   if not done then

@@ -22,6 +22,14 @@ describe("gust.core", function()
     end)
   end)
 
+  it("keeps a task that outlived its run from stopping a later run", function()
+    local ok, err = pcall(run, function() core.sleep(0.2) end, 0.05)
+    assert.is_false(ok)
+    assert.matches("timed out after 0.05 s", err)
+    -- The first task wakes up and ends during this run, which goes on.
+    run(function() core.sleep(0.4) end)
+  end)
+
   it("refuses to sleep outside a task", function()
     assert.has_error(function() core.sleep(0.01) end)
   end)
