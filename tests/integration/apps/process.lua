@@ -1,5 +1,5 @@
 -- For the process-model tests: which worker answered, a slow route to hold a
--- request across a reload, routes that hold the loop and kill the worker.
+-- request across a reload, and a route that holds the loop (watchdog).
 local core = require "gust.core"
 local gust = require "gust"
 local web = require "gust.web"
@@ -33,9 +33,5 @@ function Thread:get()
   self:write(fib and tostring(fib) or err)
 end
 
--- A worker that dies in the middle of a request, as a crash would.
-local Exit = web.RequestHandler:extend()
-function Exit:get() os.exit(9) end
-
 return web.Application({ {"/", Pid}, {"/slow", Slow}, {"/busy", Busy}, {"/thread", Thread},
-                         {"/exit", Exit}, {"/appmetrics", web.MetricsHandler} })
+                         {"/appmetrics", web.MetricsHandler} })
