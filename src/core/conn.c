@@ -138,11 +138,6 @@ static void arm_timer(gust_conn_t *c, const struct timeval *tv, double at) {
     c->timer_at = at;
 }
 
-static struct timeval timeval_of(double seconds) {
-    struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
-    return tv;
-}
-
 /* A deadline `seconds` (tv: the same as a timeval) from now, or none
  * when tv is NULL. */
 static void set_timer(gust_conn_t *c, const struct timeval *tv, double seconds) {
@@ -253,7 +248,7 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
                             : read_direct(c, 0) == 0;
     if (silent && idle >= 0) {
         double left = idle > GUST_DEFER_ACCEPT_S ? idle - GUST_DEFER_ACCEPT_S : 0;
-        struct timeval tv = timeval_of(left);
+        struct timeval tv = gust_timeval(left);
         set_timer(c, &tv, left);
     }
 }
@@ -791,7 +786,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
         return;
     double left = c->deadline - gust_now_coarse();
     if (left > 0) {
-        struct timeval tv = timeval_of(left);
+        struct timeval tv = gust_timeval(left);
         arm_timer(c, &tv, c->deadline);
         return;
     }

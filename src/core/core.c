@@ -318,8 +318,7 @@ void gust_core_stop(gust_core_t *c) {
         stop_now(c);
         return;
     }
-    double t = c->cfg.drain_timeout;
-    struct timeval tv = {(time_t)t, (suseconds_t)((t - (time_t)t) * 1e6)};
+    struct timeval tv = gust_timeval(c->cfg.drain_timeout);
     evtimer_add(&c->drain_ev, &tv);
     static const struct timeval check = {0, 200000};
     evtimer_add(&c->drain_check_ev, &check);

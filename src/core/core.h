@@ -171,6 +171,12 @@ static inline void gust_read_again(struct event *ev, int full, short what) {
         event_active(ev, EV_READ | (what & EV_CLOSED), 1);
 }
 
+/* `seconds` (0 or more) as the timeval libevent takes. */
+static inline struct timeval gust_timeval(double seconds) {
+    struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+    return tv;
+}
+
 /* Monotonic seconds. */
 double gust_now(void);
 

@@ -214,8 +214,7 @@ static void conn_release(gust_http_pool_t *p, gust_http_conn_t *c, int reusable,
     h->nidle++;
     p->nidle++;
     if (idle_timeout > 0) {
-        struct timeval tv = {(time_t)idle_timeout,
-                             (suseconds_t)((idle_timeout - (time_t)idle_timeout) * 1e6)};
+        struct timeval tv = gust_timeval(idle_timeout);
         evtimer_add(&c->idle_ev, &tv);
     }
     gust_stream_read_start(c->st); /* to notice the peer's close */
@@ -519,7 +518,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void set_timer(struct event *ev, double secs) {
-    struct timeval tv = {(time_t)secs, (suseconds_t)((secs - (time_t)secs) * 1e6)};
+    struct timeval tv = gust_timeval(secs);
     evtimer_add(ev, &tv);
 }
 

@@ -68,9 +68,7 @@ static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
 static const struct timeval *common_timeout(gust_core_t *c, double seconds) {
     if (seconds <= 0)
         return NULL;
-    struct timeval tv;
-    tv.tv_sec = (time_t)seconds;
-    tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+    struct timeval tv = gust_timeval(seconds);
     /* Connections share a handful of durations: libevent keeps each in an
      * O(1) queue instead of the timer heap. */
     return event_base_init_common_timeout(c->base, &tv);

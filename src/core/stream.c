@@ -593,7 +593,7 @@ gust_connect_t *gust_stream_connect_ex(gust_core_t *s, const char *host, int por
     event_assign(&c->ev, s->base, -1, 0, NULL, NULL);
     double timeout = opts->timeout;
     if (timeout > 0) {
-        struct timeval tv = {(time_t)timeout, (suseconds_t)((timeout - (time_t)timeout) * 1e6)};
+        struct timeval tv = gust_timeval(timeout);
         evtimer_add(&c->timer, &tv);
     }
     /* Numeric addresses skip the resolver. */

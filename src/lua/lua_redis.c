@@ -276,8 +276,7 @@ static int start_wait(lua_State *L, rconn_t *c, int co_ref, int want, int pipeli
     c->pipeline = pipeline;
     update_anchor(L, c, 1);
     if (c->timeout > 0) {
-        double t = c->timeout;
-        struct timeval tv = {(time_t)t, (suseconds_t)((t - (time_t)t) * 1e6)};
+        struct timeval tv = gust_timeval(c->timeout);
         evtimer_add(&c->tev, &tv);
         c->timer_on = 1;
     }

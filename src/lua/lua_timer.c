@@ -12,7 +12,6 @@
  * goes first (lua_close of a state it does not own), it detaches every
  * pending timer so their __gc leaves the loop alone.
  */
-#include <math.h>
 #include <string.h>
 
 #include <event2/event.h>
@@ -93,9 +92,7 @@ static void arm(gust_server_t *s) {
     double delay = s->timers->heap[0].when - gust_now();
     if (delay < 0)
         delay = 0;
-    struct timeval tv;
-    tv.tv_sec = (time_t)delay;
-    tv.tv_usec = (suseconds_t)((delay - floor(delay)) * 1e6);
+    struct timeval tv = gust_timeval(delay);
     evtimer_add(&s->timers->ev, &tv);
 }
 

@@ -127,7 +127,7 @@ static void cancel_timers(lws_t *ws) {
 static void arm(lws_t *ws, struct event *ev, double secs) {
     if (!is_open(ws) || secs <= 0)
         return;
-    struct timeval tv = {(time_t)secs, (suseconds_t)((secs - (time_t)secs) * 1e6)};
+    struct timeval tv = gust_timeval(secs);
     event_add(ev, &tv);
     if (ev == &ws->ping_ev)
         ws->ping_armed = 1;

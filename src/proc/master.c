@@ -316,8 +316,7 @@ static void reload(master_t *m) {
     m->reloading = m->gen + 1;
     for (int i = 0; i < m->o->workers; i++)
         spawn(m, m->reloading);
-    double t = m->o->cfg.drain_timeout;
-    struct timeval tv = {(time_t)t, (suseconds_t)((t - (time_t)t) * 1e6)};
+    struct timeval tv = gust_timeval(m->o->cfg.drain_timeout);
     evtimer_add(m->load_ev, &tv);
 }
 

@@ -45,6 +45,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "core/core.h"
 #include "redis_relay.h"
 
 #define PREFIX "gust:"
@@ -77,11 +78,6 @@ struct gust_relay {
 };
 
 static void count_drop(gust_relay_t *r) { __atomic_fetch_add(r->dropped, 1, __ATOMIC_RELAXED); }
-
-static struct timeval tv_of(double s) {
-    struct timeval tv = {(time_t)s, (suseconds_t)((s - (time_t)s) * 1e6)};
-    return tv;
-}
 
 /* Something went wrong: say so once per outage, and start over from the
  * loop (never from inside a hiredis callback, which may not free). */
@@ -231,7 +227,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     redisAsyncCommand(r->sub, on_pmessage, r, "PSUBSCRIBE %s", PATTERN);
-    struct timeval tv = tv_of(CONNECT_TIMEOUT);
+    struct timeval tv = gust_timeval(CONNECT_TIMEOUT);
     evtimer_add(r->timeout_ev, &tv);
 }
 
@@ -263,7 +259,7 @@ static void on_reset(evutil_socket_t fd, short what, void *arg) {
     gust_relay_t *r = arg;
     r->reset_pending = 0;
     drop_connections(r);
-    struct timeval tv = tv_of(r->backoff);
+    struct timeval tv = gust_timeval(r->backoff);
     r->backoff = r->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : r->backoff * 2;
     evtimer_add(r->retry_ev, &tv);
 }
