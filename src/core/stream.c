@@ -45,6 +45,11 @@ static int is_socket(int fd) {
     return fd >= 0 && fstat(fd, &sb) == 0 && S_ISSOCK(sb.st_mode);
 }
 
+/* recv() for a socket (no file layer), read() for a pipe. */
+static ssize_t read_fd(gust_stream_t *st, void *buf, size_t len) {
+    return st->is_sock ? recv(st->fd, buf, len, 0) : read(st->fd, buf, len);
+}
+
 gust_stream_t *gust_stream_new(gust_core_t *s, int fd) {
     gust_stream_t *st = gust_calloc(1, sizeof *st);
     st->core = s;
@@ -184,8 +189,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
             /* Nothing buffered (the usual case: each read is consumed
              * whole): read into the core's buffer and copy what came,
              * rather than reserve a fresh READ_CHUNK every time. */
-            n = st->is_sock ? recv(fd, st->core->rbuf, sizeof st->core->rbuf, 0)
-                            : read(fd, st->core->rbuf, sizeof st->core->rbuf);
+            n = read_fd(st, st->core->rbuf, sizeof st->core->rbuf);
             if (n > 0)
                 evbuffer_add(st->in, st->core->rbuf, (size_t)n);
             full = n == (ssize_t)sizeof st->core->rbuf;
@@ -193,7 +197,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
             struct evbuffer_iovec v;
             if (evbuffer_reserve_space(st->in, READ_CHUNK, &v, 1) < 1)
                 goto out;
-            n = st->is_sock ? recv(fd, v.iov_base, v.iov_len, 0) : read(fd, v.iov_base, v.iov_len);
+            n = read_fd(st, v.iov_base, v.iov_len);
             full = n > 0 && (size_t)n == v.iov_len;
             int e = errno;
             v.iov_len = n > 0 ? (size_t)n : 0;
