@@ -83,9 +83,19 @@ static void on_sample(evutil_socket_t fd, short what, void *arg) {
 #define GC_FLOOR (1u << 20)
 #define GC_PAUSE 200
 
-static void gc_sentinel(lua_State *L, gust_server_t *s);
+/* A userdata holding the server whose __gc is `gc`: a sentinel, whose
+ * finalizer runs when the collector finds it unreachable.  [-0, +1, m] */
+static void push_sentinel(lua_State *L, gust_server_t *s, lua_CFunction gc) {
+    gust_server_t **sp = lua_newuserdata(L, sizeof *sp);
+    *sp = s;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+}
 
-/* The sentinel's __gc.  [-0, +0, m] */
+/* The GC floor's sentinel's __gc; each run makes the next one, garbage
+ * from the start, which the next cycle finalizes.  [-0, +0, m] */
 static int gc_floor(lua_State *L) {
     gust_server_t *s = *(gust_server_t **)lua_touserdata(L, 1);
     if (!s->gc_pause)
@@ -97,7 +107,8 @@ static int gc_floor(lua_State *L) {
     /* The next sentinel first, so that running out of memory making it
      * (which LuaJIT raises in whatever allocation ran this finalizer)
      * leaves the pause as it was. */
-    gc_sentinel(L, s);
+    push_sentinel(L, s, gc_floor);
+    lua_pop(L, 1);
     int was = lua_gc(L, LUA_GCSETPAUSE, (int)pause);
     if (was != s->gc_pause) { /* not what we left: the app's */
         lua_gc(L, LUA_GCSETPAUSE, was);
@@ -106,17 +117,6 @@ static int gc_floor(lua_State *L) {
     }
     s->gc_pause = (int)pause;
     return 0;
-}
-
-/* Garbage from the start: the next cycle collects it, and so finalizes it. */
-static void gc_sentinel(lua_State *L, gust_server_t *s) {
-    gust_server_t **sp = lua_newuserdata(L, sizeof *sp);
-    *sp = s;
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, gc_floor);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_pop(L, 1);
 }
 
 /* WebSockets are the bindings' connections: a graceful stop waits for them
@@ -208,7 +208,8 @@ gust_server_t *gust_server_new(const gust_config_t *cfg, struct event_base *base
     s->own_lua = 1;
     lua_gc(L, LUA_GCSETPAUSE, GC_PAUSE);
     s->gc_pause = GC_PAUSE;
-    gc_sentinel(L, s);
+    push_sentinel(L, s, gc_floor);
+    lua_pop(L, 1);
     luaL_openlibs(L);
     gust_server_attach_lua(s, L);
     char buf[PATH_MAX];
@@ -249,12 +250,7 @@ gust_server_t *gust_server_for_lua(lua_State *L) {
     if (!s)
         luaL_error(L, "gust.core: cannot create an event loop");
     gust_server_attach_lua(s, L);
-    gust_server_t **sp = lua_newuserdata(L, sizeof *sp);
-    *sp = s;
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, sentinel_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
+    push_sentinel(L, s, sentinel_gc);
     luaL_ref(L, LUA_REGISTRYINDEX);
     return s;
 }
