@@ -233,7 +233,7 @@ void gust_conn_accept(gust_listener_t *l, int fd, const struct sockaddr *sa, int
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
-    gust_metrics_add(&s->metrics->slot[s->metrics_slot].connections_open, 1);
+    GUST_METRICS_BUMP(gust_core_slot(s)->connections_open, 1);
     set_reading(c, 1);
     set_timer(c, l->idle_tv, l->idle_s);
     /* The request is here already (the listener defers accept until it
@@ -275,7 +275,7 @@ void gust_conn_close(gust_conn_t *c) {
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
-    gust_metrics_add(&s->metrics->slot[s->metrics_slot].connections_open, -1);
+    GUST_METRICS_BUMP(gust_core_slot(s)->connections_open, -1);
     /* Tell the handler its client left before the request goes; the log
      * says so as nginx does (499), or keeps the status a cut response had. */
     if (in_flight) {

@@ -142,7 +142,7 @@ static void prefixes_free(gust_core_t *c) {
 static void on_sample(evutil_socket_t fd, short what, void *arg) {
     gust_core_t *c = arg;
     double now = gust_now(), lag = now - c->sample_due;
-    gust_metrics_slot_t *slot = &c->metrics->slot[c->metrics_slot];
+    gust_metrics_slot_t *slot = gust_core_slot(c);
     __atomic_store_n(&slot->pid, (int32_t)getpid(), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->lag_us, (uint32_t)(lag > 0 ? lag * 1e6 : 0), __ATOMIC_RELAXED);
     c->sample_due = now + SAMPLE_SECONDS;
@@ -157,12 +157,10 @@ void gust_core_attach_metrics(gust_core_t *c, gust_metrics_t *m, int slot) {
     c->own_metrics = 0;
     c->metrics_slot = slot;
     gust_metrics_slot_used(m, slot);
-    gust_metrics_slot_t *sl = &m->slot[slot];
+    gust_metrics_slot_t *sl = gust_core_slot(c);
     sl->busy_since_us = 0; /* a slot is reused after a worker dies */
     sl->warned = 0;
     sl->what[0] = sl->trace[0] = 0;
-    __atomic_store_n(&sl->connections_open, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&sl->websockets_open, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&sl->pid, (int32_t)getpid(), __ATOMIC_RELAXED);
 }
 
@@ -454,7 +452,7 @@ void gust_core_free(gust_core_t *c) {
     }
     if (c->metrics) {
         /* This worker no longer reports; the shared counters stay. */
-        gust_metrics_slot_t *slot = &c->metrics->slot[c->metrics_slot];
+        gust_metrics_slot_t *slot = gust_core_slot(c);
         if (slot->pid == (int32_t)getpid())
             __atomic_store_n(&slot->pid, 0, __ATOMIC_RELAXED);
         if (c->own_metrics)

@@ -171,6 +171,11 @@ static inline void gust_read_again(struct event *ev, int full, short what) {
         event_active(ev, EV_READ | (what & EV_CLOSED), 1);
 }
 
+/* This worker's corner of the metrics (slot 0 for a core without a master). */
+static inline gust_metrics_slot_t *gust_core_slot(gust_core_t *c) {
+    return &c->metrics->slot[c->metrics_slot];
+}
+
 /* `seconds` (0 or more) as the timeval libevent takes. */
 static inline struct timeval gust_timeval(double seconds) {
     struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};

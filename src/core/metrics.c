@@ -44,21 +44,16 @@ void gust_metrics_free(gust_metrics_t *m, int shared) {
         gust_free(m);
 }
 
-/* One writer (the slot's worker): a relaxed load and store, which a
- * reader in another process sees whole. */
-#define BUMP(x, n)                                                                                 \
-    __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
-
 void gust_metrics_request(gust_metrics_t *m, int slot, int status, double seconds) {
     gust_metrics_counts_t *k = &m->slot[slot].counts;
     if (status >= 100 && status < 600)
-        BUMP(k->requests[status], 1);
+        GUST_METRICS_BUMP(k->requests[status], 1);
     int b = 0;
     while (b < GUST_METRICS_BUCKETS && seconds > bounds[b])
         b++;
-    BUMP(k->buckets[b], 1);
-    BUMP(k->duration_us_sum, (uint64_t)(seconds * 1e6));
-    BUMP(k->duration_count, 1);
+    GUST_METRICS_BUMP(k->buckets[b], 1);
+    GUST_METRICS_BUMP(k->duration_us_sum, (uint64_t)(seconds * 1e6));
+    GUST_METRICS_BUMP(k->duration_count, 1);
 }
 
 static void put(gust_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -74,36 +69,39 @@ static void put(gust_buf_t *b, const char *fmt, ...) {
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
-/* The workers' counts, summed. */
-static void sum_counts(const gust_metrics_t *m, gust_metrics_counts_t *t) {
+/* The workers' numbers, summed over every slot a worker has had. */
+typedef struct {
+    gust_metrics_counts_t counts;
+    long long connections_open, websockets_open;
+} totals_t;
+
+static void sum_slots(const gust_metrics_t *m, totals_t *t) {
     memset(t, 0, sizeof *t);
     int used = __atomic_load_n(&m->slots_used, __ATOMIC_RELAXED);
     for (int i = 0; i < used && i < GUST_METRICS_SLOTS; i++) {
-        const gust_metrics_counts_t *k = &m->slot[i].counts;
+        const gust_metrics_slot_t *sl = &m->slot[i];
+        const gust_metrics_counts_t *k = &sl->counts;
         for (int code = 100; code < 600; code++)
-            t->requests[code] += LOAD(k->requests[code]);
+            t->counts.requests[code] += LOAD(k->requests[code]);
         for (int j = 0; j <= GUST_METRICS_BUCKETS; j++)
-            t->buckets[j] += LOAD(k->buckets[j]);
-        t->duration_us_sum += LOAD(k->duration_us_sum);
-        t->duration_count += LOAD(k->duration_count);
+            t->counts.buckets[j] += LOAD(k->buckets[j]);
+        t->counts.duration_us_sum += LOAD(k->duration_us_sum);
+        t->counts.duration_count += LOAD(k->duration_count);
+        t->connections_open += LOAD(sl->connections_open);
+        t->websockets_open += LOAD(sl->websockets_open);
     }
 }
 
 char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
-    static gust_metrics_counts_t t; /* 5 KiB: not on the stack */
-    sum_counts(m, &t);
-    long long conns = 0, websockets = 0;
-    int used = __atomic_load_n(&m->slots_used, __ATOMIC_RELAXED);
-    for (int i = 0; i < used && i < GUST_METRICS_SLOTS; i++) {
-        conns += LOAD(m->slot[i].connections_open);
-        websockets += LOAD(m->slot[i].websockets_open);
-    }
+    static totals_t sum; /* 5 KiB: not on the stack */
+    sum_slots(m, &sum);
+    const gust_metrics_counts_t *t = &sum.counts;
     gust_buf_t b;
     gust_buf_init(&b, NULL, 0);
     put(&b, "# HELP gust_requests_total Requests answered, by status code.\n"
             "# TYPE gust_requests_total counter\n");
     for (int code = 100; code < 600; code++) {
-        uint64_t n = t.requests[code];
+        uint64_t n = t->requests[code];
         if (n)
             put(&b, "gust_requests_total{code=\"%d\"} %llu\n", code, (unsigned long long)n);
     }
@@ -111,23 +109,23 @@ char *gust_metrics_render(const gust_metrics_t *m, size_t *len) {
             "its response.\n# TYPE gust_request_duration_seconds histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < GUST_METRICS_BUCKETS; i++) {
-        cum += t.buckets[i];
+        cum += t->buckets[i];
         put(&b, "gust_request_duration_seconds_bucket{le=\"%g\"} %llu\n", bounds[i],
             (unsigned long long)cum);
     }
-    cum += t.buckets[GUST_METRICS_BUCKETS];
+    cum += t->buckets[GUST_METRICS_BUCKETS];
     put(&b, "gust_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    put(&b, "gust_request_duration_seconds_sum %.6f\n", t.duration_us_sum / 1e6);
-    put(&b, "gust_request_duration_seconds_count %llu\n", (unsigned long long)t.duration_count);
+    put(&b, "gust_request_duration_seconds_sum %.6f\n", t->duration_us_sum / 1e6);
+    put(&b, "gust_request_duration_seconds_count %llu\n", (unsigned long long)t->duration_count);
     put(&b,
         "# HELP gust_connections_open Open HTTP connections.\n"
         "# TYPE gust_connections_open gauge\ngust_connections_open %lld\n",
-        conns);
+        sum.connections_open);
     put(&b,
         "# HELP gust_websocket_connections_open Open WebSocket connections.\n"
         "# TYPE gust_websocket_connections_open gauge\n"
         "gust_websocket_connections_open %lld\n",
-        websockets);
+        sum.websockets_open);
     put(&b, "# HELP gust_loop_lag_seconds How late the worker's loop ran a timer.\n"
             "# TYPE gust_loop_lag_seconds gauge\n");
     for (int i = 0; i < GUST_METRICS_SLOTS; i++)

@@ -60,9 +60,11 @@ void gust_metrics_request(gust_metrics_t *m, int slot, int status, double second
 /* A worker takes slot `slot` (its counts are summed from now on). */
 void gust_metrics_slot_used(gust_metrics_t *m, int slot);
 
-static inline void gust_metrics_add(int64_t *gauge, int64_t n) {
-    __atomic_fetch_add(gauge, n, __ATOMIC_RELAXED);
-}
+/* Adds to a number of a worker's own slot. One writer, so a relaxed load
+ * and store, which a reader in another process sees whole, not a locked
+ * read-modify-write. */
+#define GUST_METRICS_BUMP(x, n)                                                                    \
+    __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 
 /* Prometheus text exposition format, into a malloc'd buffer (*len bytes). */
 char *gust_metrics_render(const gust_metrics_t *m, size_t *len);

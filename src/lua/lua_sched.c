@@ -41,9 +41,7 @@ struct gust_sched {
 };
 
 /* The worker's watchdog slot in the (possibly shared) metrics area. */
-static gust_metrics_slot_t *slot_of(gust_server_t *s) {
-    return &s->core->metrics->slot[s->core->metrics_slot];
-}
+static gust_metrics_slot_t *slot_of(gust_server_t *s) { return gust_core_slot(s->core); }
 
 gust_sched_t *gust_sched_new(gust_server_t *s) {
     gust_sched_t *sc = gust_calloc(1, sizeof *sc);

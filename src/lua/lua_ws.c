@@ -207,9 +207,8 @@ static void uncount(lws_t *ws) {
     if (!ws->counted)
         return;
     ws->counted = 0;
-    gust_core_t *core = ws->server->core;
-    if (core->metrics)
-        gust_metrics_add(&core->metrics->slot[core->metrics_slot].websockets_open, -1);
+    if (ws->server->core->metrics)
+        GUST_METRICS_BUMP(gust_core_slot(ws->server->core)->websockets_open, -1);
 }
 
 /* Drops our stream reference; the stream must be closed already, or is
@@ -852,7 +851,7 @@ static int core_websocket(lua_State *L) {
         anchor(L, ws, -1);
         if (!client && s->core->metrics) {
             ws->counted = 1;
-            gust_metrics_add(&s->core->metrics->slot[s->core->metrics_slot].websockets_open, 1);
+            GUST_METRICS_BUMP(gust_core_slot(s->core)->websockets_open, 1);
         }
         if (!st->tls.ssl) {
             /* A message leaves in one write: Nagle would only add delay. */

@@ -62,7 +62,7 @@ static void on_sample(evutil_socket_t fd, short what, void *arg) {
                 gust_sched_out_of_memory(s);
             }
         }
-        __atomic_store_n(&c->metrics->slot[c->metrics_slot].lua_bytes, bytes, __ATOMIC_RELAXED);
+        __atomic_store_n(&gust_core_slot(c)->lua_bytes, bytes, __ATOMIC_RELAXED);
     }
     struct timeval tv = {SAMPLE_SECONDS, 0};
     evtimer_add(&s->sample_ev, &tv);

@@ -2,7 +2,8 @@
  * test_metrics.c -- unit tests for src/core/metrics.c: each worker counts
  * its requests in its own slot, /metrics shows them summed over every slot
  * a worker has had, and a slot's counts outlive its worker (the next one in
- * the slot adds on), in shared memory as in a private copy.
+ * the slot adds on), in shared memory as in a private copy. The gauges of
+ * open connections are summed the same way.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,10 @@ static void test_summed_over_slots(int shared) {
     gust_metrics_request(m, 3, 404, 0.2);
     gust_metrics_slot_used(m, 1); /* a lower slot later: the high-water mark stays */
     gust_metrics_request(m, 1, 200, 3);
+    GUST_METRICS_BUMP(m->slot[0].connections_open, 2); /* gauges: each worker its own */
+    GUST_METRICS_BUMP(m->slot[3].connections_open, 3);
+    GUST_METRICS_BUMP(m->slot[3].connections_open, -1);
+    GUST_METRICS_BUMP(m->slot[3].websockets_open, 1);
     size_t len;
     char *body = gust_metrics_render(m, &len); /* len bytes, not NUL-terminated */
     CHECK(body != NULL && len > 0);
@@ -44,6 +49,8 @@ static void test_summed_over_slots(int shared) {
     CHECK_INT(value(text, "gust_request_duration_seconds_bucket{le=\"0.25\"}"), 3);
     CHECK_INT(value(text, "gust_request_duration_seconds_bucket{le=\"+Inf\"}"), 4);
     CHECK_INT(value(text, "gust_request_duration_seconds_count"), 4);
+    CHECK_INT(value(text, "gust_connections_open"), 4);
+    CHECK_INT(value(text, "gust_websocket_connections_open"), 1);
     free(text);
     gust_metrics_free(m, shared);
 }
