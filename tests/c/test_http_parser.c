@@ -1107,6 +1107,18 @@ static void test_host(void) {
     CHECK_HOST("GET / HTTP/1.1\r\nHost: a-b_c.example~1:8080\r\n\r\n", "a-b_c.example~1:8080");
     CHECK_HOST("GET / HTTP/1.1\r\nHost: [2001:db8::1]:81\r\n\r\n", "[2001:db8::1]:81");
     CHECK_HOST("GET / HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n", "xn--bcher-kva.example");
+    /* Every byte host_bytes lets through, and each other printable one refused. */
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                  "-._~%!$&'()*+,;=:[]";
+    char req[256], bad[128];
+    snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", allowed);
+    CHECK_HOST(req, allowed);
+    for (int c = '!'; c <= '~'; c++) {
+        if (strchr(allowed, c))
+            continue;
+        snprintf(bad, sizeof bad, "GET / HTTP/1.1\r\nHost: a%cb\r\n\r\n", c);
+        expect_status(bad, strlen(bad), 400, __LINE__);
+    }
     EXPECT_400("GET / HTTP/1.1\r\nHost: a b\r\n\r\n");
     EXPECT_400("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n");
     EXPECT_400("GET / HTTP/1.1\r\nHost: user@a\r\n\r\n");
